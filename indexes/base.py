@@ -1,0 +1,93 @@
+"""The small interface both Qdrant backends implement (Edge in-process, qdrant-client for a server)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+
+from indexes.types import Chunk, Filters, Hit
+
+Mode = Literal["hybrid", "dense", "sparse"]
+DENSE = "dense"
+SPARSE = "bm25"
+
+
+class IndexLockedError(RuntimeError):
+    """Another process holds the embedded index."""
+
+
+class IndexMissingError(RuntimeError):
+    """No index exists yet at the configured location."""
+
+
+class SparseVec:
+    __slots__ = ("indices", "values")
+
+    def __init__(self, indices: list[int], values: list[float]):
+        self.indices, self.values = indices, values
+
+    def __repr__(self) -> str:
+        return f"SparseVec({len(self.indices)} terms)"
+
+
+class VectorIndex(ABC):
+    """Dense + BM25-sparse named vectors per chunk; fusion runs inside Qdrant."""
+
+    dim: int
+
+    @abstractmethod
+    def upsert(self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVec]) -> None: ...
+
+    @abstractmethod
+    def delete_docs(self, doc_ids: Sequence[str], keep_hash: str | None = None) -> None:
+        """Remove the chunks of these documents (only those whose content_hash differs from keep_hash, if given)."""
+
+    @abstractmethod
+    def search(self, dense: np.ndarray | None, sparse: SparseVec | None, *, mode: Mode = "hybrid",
+               filters: Filters | None = None, top_k: int = 10, rrf_k: int = 60,
+               weights: tuple[float, float] = (1.0, 1.0), prefetch_limit: int = 100) -> list[Hit]: ...
+
+    @abstractmethod
+    def count(self, filters: Filters | None = None) -> int: ...
+
+    @abstractmethod
+    def facet(self, key: str, limit: int = 100) -> dict[str, int]:
+        """Chunk counts per value of a payload key (source, doc_type, ...)."""
+
+    @abstractmethod
+    def scroll(self, filters: Filters | None = None, batch: int = 256, with_vectors: bool = False,
+               fields: list[str] | None = None) -> Iterator[tuple[Chunk, dict | None]]:
+        """Every chunk matching the filters; with_vectors gives {"dense": [...], "bm25": SparseVec};
+        fields limits the payload read."""
+
+    def doc_hashes(self, filters: Filters | None = None) -> dict[str, str]:
+        """doc_id -> content_hash of every stored document matching the filters."""
+        return {c.doc_id: c.metadata.get("content_hash", "")
+                for c, _ in self.scroll(filters, batch=1024, fields=["doc_id", "content_hash"])}
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> list[Chunk]: ...
+
+    @abstractmethod
+    def get_meta(self) -> dict:
+        """Index-level metadata (BM25 avg_len, embedder, version)."""
+
+    @abstractmethod
+    def set_meta(self, meta: dict) -> None: ...
+
+    def optimize(self) -> None:
+        """Compact after bulk loads (Edge); a server optimizes by itself."""
+
+    def size_bytes(self) -> int | None:
+        return None
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

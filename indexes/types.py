@@ -1,0 +1,103 @@
+"""Records the index stores and returns. Storage knows nothing of file formats or answers."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+CHUNK_NAMESPACE = uuid.UUID("5b0e6a4e-7f2c-4c1e-9a43-9f1c2d7e8a10")
+
+DOC_TYPES = ("guideline", "case", "reference", "literature")
+# Payload keys a filter may name; anything else is an error, never ignored.
+FILTER_KEYS = ("doc_type", "source", "specialty", "doc_id", "corpus", "date_from", "date_to")
+
+
+def chunk_id(doc_id: str, ordinal: int) -> str:
+    """Stable chunk id: a UUID5 of the document id and the chunk's position (Qdrant wants int or UUID ids)."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_id}#{ordinal}"))
+
+
+@dataclass
+class Chunk:
+    id: str
+    doc_id: str
+    text: str
+    # doc_type, source, title, section, url, path, specialty, date (ISO), content_hash, chunk_index, ...
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        return {**self.metadata, "doc_id": self.doc_id, "text": self.text}
+
+    @classmethod
+    def from_payload(cls, pid: Any, payload: dict[str, Any]) -> "Chunk":
+        meta = {k: v for k, v in payload.items() if k not in ("doc_id", "text")}
+        return cls(id=str(pid), doc_id=payload.get("doc_id", ""), text=payload.get("text", ""), metadata=meta)
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float
+    rank: int
+
+
+class FilterError(ValueError):
+    """A filter names an unknown key or a malformed value."""
+
+
+@dataclass
+class Filters:
+    """Payload filters; every given field must match (fail closed: no match means no hits)."""
+    doc_type: list[str] | None = None
+    source: list[str] | None = None
+    specialty: list[str] | None = None
+    doc_id: list[str] | None = None
+    corpus: list[str] | None = None  # the ingest unit: a named corpus or a folder
+    date_from: str | None = None  # ISO date, inclusive
+    date_to: str | None = None
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, k) for k in FILTER_KEYS)
+
+    @classmethod
+    def parse(cls, items: list[str] | dict[str, Any] | None) -> "Filters":
+        """From CLI-style ["doc_type=guideline", "source=MedQuAD,CDC"] or a dict."""
+        if not items:
+            return cls()
+        pairs: dict[str, Any] = {}
+        if isinstance(items, dict):
+            pairs = dict(items)
+        else:
+            for item in items:
+                if not isinstance(item, str) or "=" not in item:
+                    raise FilterError(f"filter {item!r} is not KEY=VALUE; keys: {', '.join(FILTER_KEYS)}")
+                k, v = item.split("=", 1)
+                pairs.setdefault(k.strip(), []).extend(x.strip() for x in v.split(",") if x.strip())
+        out = cls()
+        for k, v in pairs.items():
+            if k not in FILTER_KEYS:
+                raise FilterError(f"unknown filter {k!r}; known filters: {', '.join(FILTER_KEYS)}")
+            if k in ("date_from", "date_to"):
+                v = v[-1] if isinstance(v, list) else v
+                if not isinstance(v, str) or not _is_iso_date(v):
+                    raise FilterError(f"filter {k} needs an ISO date (YYYY-MM-DD), got {v!r}")
+                setattr(out, k, v)
+                continue
+            vals = [v] if isinstance(v, str) else list(v or [])
+            if not vals or not all(isinstance(x, str) and x for x in vals):
+                raise FilterError(f"filter {k} needs one or more non-empty string values, got {v!r}")
+            if k == "doc_type":
+                bad = [x for x in vals if x not in DOC_TYPES]
+                if bad:
+                    raise FilterError(f"unknown doc_type {bad}; choose from {', '.join(DOC_TYPES)}")
+            setattr(out, k, vals)
+        return out
+
+
+def _is_iso_date(v: str) -> bool:
+    import datetime as dt
+    try:
+        dt.date.fromisoformat(v[:10])
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,46 @@
+"""What readers produce: a document split into sections, with metadata."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Section:
+    title: str  # heading, QA question, note section name ("" if none)
+    text: str
+    extra: dict[str, Any] = field(default_factory=dict)  # per-section metadata (e.g. qid, qtype, page)
+
+
+@dataclass
+class Document:
+    doc_id: str  # stable across runs: source + native id
+    doc_type: str  # guideline | case | reference | literature
+    source: str  # e.g. "MedQuAD/CancerGov", "OpenStax/pharmacology", "ACI-Bench"
+    title: str
+    sections: list[Section]
+    url: str | None = None
+    path: str | None = None  # file it came from
+    specialty: str | None = None
+    date: str | None = None  # ISO date where known
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.doc_id, self.title, *(f"{s.title}\x1f{s.text}" for s in self.sections)):
+            h.update(part.encode("utf-8", "replace"))
+            h.update(b"\x1e")
+        return h.hexdigest()[:32]
+
+    def metadata(self) -> dict[str, Any]:
+        meta = {"doc_type": self.doc_type, "source": self.source, "title": self.title,
+                "url": self.url, "path": self.path, "specialty": self.specialty, "date": self.date,
+                "content_hash": self.content_hash}
+        meta.update(self.extra)
+        return {k: v for k, v in meta.items() if v is not None}
+
+
+class ReaderError(ValueError):
+    """A file could not be read; the message says which file and why."""

@@ -1,0 +1,43 @@
+"""MedQuAD XML: one Document per file, one Section per answered question (stands in for guidelines)."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterator
+
+from ingest.documents import Document, ReaderError, Section
+from ingest.readers._io import DEFAULT_MAX_BYTES, normalize_ws, read_bytes
+
+# MedQuAD flattens bullet lists into "text    - item    - item"; put each item on its own line.
+_INLINE_BULLET = re.compile(r"\s{2,}-\s+")
+
+
+def clean_answer(text: str) -> str:
+    return normalize_ws(_INLINE_BULLET.sub("\n- ", text))
+
+
+def read_medquad_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Document]:
+    path = Path(path)
+    data = read_bytes(path, max_bytes)
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as e:
+        raise ReaderError(f"{path}: malformed XML ({e})") from None
+    if root.tag != "Document" or not root.get("id"):
+        raise ReaderError(f"{path}: not a MedQuAD file (root element <{root.tag}> without an id attribute)")
+    sections = []
+    for pair in root.iter("QAPair"):
+        q, a = pair.find("Question"), pair.find("Answer")
+        answer = clean_answer(a.text or "") if a is not None else ""
+        if q is None or not answer:
+            continue
+        sections.append(Section(title=normalize_ws(q.text or ""), text=answer,
+                                extra={"qid": q.get("qid", ""), "qtype": q.get("qtype", "")}))
+    if not sections:
+        raise ReaderError(f"{path}: no question-answer pair with a non-empty answer")
+    focus = normalize_ws(root.findtext("Focus") or "") or sections[0].title
+    yield Document(doc_id=f"medquad:{root.get('id')}", doc_type="guideline",
+                   source=f"MedQuAD/{root.get('source') or 'unknown'}", title=focus, sections=sections,
+                   url=root.get("url") or None, path=str(path))
+
