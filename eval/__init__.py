@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics, MIRAGE, PubMedQA and reports (never imported by the assistant)."""

@@ -42,19 +42,21 @@ _JSON_BLOCK = re.compile(r"\{.*\}", re.DOTALL)
 _CHOICE_FIELD = re.compile(r'"(?:answer_choice|answer)"\s*:\s*"([^"]*)', re.IGNORECASE)
 # "Answer: B", "the answer is (b)", "correct option is C", "Option D"
 _STATED = re.compile(
-    r"(?:answer(?:_choice)?|option|choice)\s*(?:is|would be|:|=)?\s*[:\-]?\s*"
+    r"(?i:answer(?:_choice)?|option|choice)\s*(?i:is|would be|:|=)?\s*[:\-]?\s*"
     r"(?:\(([A-Za-z])\)|([A-Z])\b|([a-z])(?=[.):,]|\s*$))")
-# A value that starts with its letter: "B", "(B)", "B.", "B)", "B: text", "b", "b. text"
-_LEADING = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Z])(?=$|[\s.):,;\-])|([a-z])(?=$|[.):]))")
+# A value that starts with its letter: "B", "(B)", "B.", "B)", "B: text", "b", "b. text"; loose also "B text".
+_LEADING = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Z])(?=$|[.):,;])|([a-z])(?=$|[.):]))")
+_LEADING_LOOSE = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Z])(?=$|[\s.):,;\-])|([a-z])(?=$|[.):]))")
 
 
 def _norm(text: str) -> str:
     return re.sub(r"[^\w]+", " ", text.lower()).strip()
 
 
-def _letter_from_value(value: str, options: Mapping[str, str]) -> str | None:
-    """A letter from a short answer value: its leading letter, or an option's exact text."""
-    m = _LEADING.match(value)
+def _letter_from_value(value: str, options: Mapping[str, str], loose: bool = True) -> str | None:
+    """A letter from a short answer value: its leading letter, or an option's exact text.
+    Loose also takes "B text"; whole free texts are read strictly ("A patient..." is no answer)."""
+    m = (_LEADING_LOOSE if loose else _LEADING).match(value)
     if m:
         letter = next(g for g in m.groups() if g).upper()
         if letter in options:
@@ -99,7 +101,7 @@ def parse_answer(text: str, options: Mapping[str, str]) -> str | None:
         letter = _letter_from_value(field[-1], options)
         if letter:
             return letter
-    letter = _letter_from_value(text, options) if len(text) <= 200 else None
+    letter = _letter_from_value(text, options, loose=False) if len(text) <= 200 else None
     if letter:
         return letter
     for m in reversed(list(_STATED.finditer(text))):

@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,11 +274,3 @@ def rank_bm25_baseline(corpus: Mapping[str, Mapping[str, str]], queries: Mapping
         run[qid] = [(doc_ids[j], float(scores[j])) for j in top if scores[j] > 0]
     return run
 
-
-def timed_baseline(directory: Path | str, top_k: int = 100) -> tuple[Run, RunScores, float]:
-    """Load a BEIR folder, run the BM25 baseline, score it; returns (run, scores, seconds for the baseline)."""
-    corpus, queries, qrels = load_beir(directory)
-    t0 = time.perf_counter()
-    run = rank_bm25_baseline(corpus, queries, top_k=top_k)
-    seconds = time.perf_counter() - t0
-    return run, evaluate_run(run, qrels), seconds
