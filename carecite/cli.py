@@ -123,7 +123,7 @@ def cmd_eval_retrieval(args) -> int:
     res = run_retrieval_eval(Path(args.beir_dir), s, modes=args.mode.split(","), min_rel=args.min_rel,
                              run_out=Path(args.run_out) if args.run_out else None,
                              report_dir=Path(args.report_dir) if args.report_dir else None,
-                             split=args.split, limit=args.limit)
+                             split=args.split, limit=args.limit, tune=args.tune)
     print(json.dumps(res, indent=1) if args.json else res["table"])
     return 0
 
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, help="first N queries only (quick look)")
     q.add_argument("--run-out", help="write a TREC run file (one per mode: FILE.<mode>)")
     q.add_argument("--report-dir", help="write JSON, Markdown, per-query and PNG reports here")
+    q.add_argument("--tune", action="store_true",
+                   help="grid-search RRF weights/k on the tune half first, then evaluate with the best")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_eval_retrieval)
 

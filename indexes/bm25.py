@@ -13,6 +13,7 @@ import mmh3
 import Stemmer
 
 from indexes.base import SparseVec
+from indexes.types import Chunk
 
 NEGATIONS = frozenset({"no", "not", "nor", "without", "never", "none", "neither", "don", "doesn", "didn",
                        "isn", "wasn", "aren", "weren", "won", "wouldn", "shouldn", "couldn", "cannot", "t"})
@@ -70,3 +71,9 @@ def _merge_ids(counts: Counter) -> dict[int, int]:
         tid = BM25Encoder.token_id(stem)
         out[tid] = out.get(tid, 0) + tf
     return out
+
+
+def sparse_text(chunk: Chunk) -> str:
+    """What BM25 sees for a chunk: title and section once more (a field boost), then the text."""
+    m = chunk.metadata
+    return f"{m.get('title', '')}\n{m.get('section', '')}\n{chunk.text}"

@@ -16,12 +16,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from indexes.base import VectorIndex
-from indexes.bm25 import BM25Encoder
+from indexes.bm25 import BM25Encoder, sparse_text
 from indexes.types import Chunk, Filters
 from ingest.chunker import chunk_document
 from ingest.documents import Document, ReaderError
 from ingest.phi import guard
-from ingest.readers import CORPUS_FOLDERS, read_corpus, read_path
+from ingest.readers import CORPORA, corpus_files, read_corpus, read_path
 
 DEFAULT_CORPUS = ("medquad", "openstax-nursing", "aci-bench")
 INDEX_VERSION = 1
@@ -95,7 +95,9 @@ def fingerprint(paths: Iterable[Path], extra: str = "") -> str:
 
 
 def _corpus_files(spec: SourceSpec, mirror: Path) -> list[Path]:
-    root = spec.path if spec.path is not None else mirror / CORPUS_FOLDERS[spec.name]
+    if spec.path is None:
+        corpus_files(spec.name, mirror)  # DataMissingError says what to download
+    root = spec.path if spec.path is not None else mirror / CORPORA[spec.name].folder
     if root.is_file():
         return [root]
     if not root.exists():
@@ -106,7 +108,8 @@ def _corpus_files(spec: SourceSpec, mirror: Path) -> list[Path]:
 def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
           errors: list[tuple[str, str]]) -> Iterable[Document]:
     if spec.path is None:
-        yield from read_corpus(spec.name, mirror, limit=spec.limit, errors=errors)
+        yield from read_corpus(spec.name, mirror, limit=spec.limit, max_bytes=max_bytes,
+                               on_error=lambda e: errors.append((spec.name, str(e))))
         return
     for f in sorted(files):
         if f.suffix.lower() not in GENERIC_SUFFIXES and spec.path.is_dir():
@@ -117,12 +120,6 @@ def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
             errors.append((str(f), str(e)))
         except Exception as e:  # noqa: BLE001 - an unexpected parser failure is still one bad file
             errors.append((str(f), f"{type(e).__name__}: {e}"))
-
-
-def sparse_text(chunk: Chunk) -> str:
-    """What BM25 sees: the title and section once more as a field boost, then the text."""
-    m = chunk.metadata
-    return f"{m.get('title', '')}\n{m.get('section', '')}\n{chunk.text}"
 
 
 class Ingestor:
@@ -146,10 +143,13 @@ class Ingestor:
         pending: list[tuple[Document, list[Chunk], bool]] = []  # (doc, chunks, replaces a stored version)
 
         for spec in specs:
-            files = _corpus_files(spec, self.mirror) if (spec.path is not None or self.mirror) else []
             if spec.path is not None and not spec.path.exists():
                 report.errors.append((str(spec.path), "no such file or folder"))
                 continue
+            if spec.path is None and spec.name not in CORPORA:
+                report.errors.append((spec.name, f"unknown corpus; known: {', '.join(CORPORA)}"))
+                continue
+            files = _corpus_files(spec, self.mirror)
             fp = fingerprint(files, extra=f"{spec.doc_type}|{spec.source}|{spec.limit}|{self.phi_policy}|"
                                           f"{self.max_tokens}|{self.overlap_tokens}") if files else ""
             if fp and fingerprints.get(spec.corpus_key) == fp:
