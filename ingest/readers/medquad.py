@@ -37,7 +37,8 @@ def read_medquad_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterato
     if not sections:
         raise ReaderError(f"{path}: no question-answer pair with a non-empty answer")
     focus = normalize_ws(root.findtext("Focus") or "") or sections[0].title
-    yield Document(doc_id=f"medquad:{root.get('id')}", doc_type="guideline",
-                   source=f"MedQuAD/{root.get('source') or 'unknown'}", title=focus, sections=sections,
-                   url=root.get("url") or None, path=str(path))
+    site = root.get("source") or "unknown"
+    # <Document id> repeats across sites and across split files (0000013_2.xml, 0000013_2_1.xml): use site + file stem.
+    yield Document(doc_id=f"medquad:{site}:{path.stem}", doc_type="guideline", source=f"MedQuAD/{site}",
+                   title=focus, sections=sections, url=root.get("url") or None, path=str(path))
 

@@ -1,0 +1,149 @@
+"""Readers turn files into Documents. `read_path` dispatches one file; `read_corpus` reads a named public corpus.
+
+Every reader raises ReaderError("<path>: <reason>") for a bad file. Line-based files (JSONL, CSV, PubMedQA
+records) yield all good records first and then raise BadLinesError (a ReaderError) listing the bad ones.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from indexes.types import DOC_TYPES
+from ingest.documents import Document, ReaderError
+from ingest.readers._csv import csv_header
+from ingest.readers._io import DEFAULT_MAX_BYTES, BadLinesError, read_text
+from ingest.readers.aci_bench import read_aci_file
+from ingest.readers.beir import read_beir_file
+from ingest.readers.generic import read_html, read_markdown, read_pdf, read_plaintext
+from ingest.readers.medquad import read_medquad_file
+from ingest.readers.mts_dialog import read_mts_file
+from ingest.readers.openstax import read_openstax_file
+from ingest.readers.pubmedqa import read_pubmedqa_file
+
+__all__ = ["read_path", "read_corpus", "corpus_files", "CORPORA", "SUPPORTED_SUFFIXES", "DataMissingError",
+           "BadLinesError", "ReaderError", "DEFAULT_MAX_BYTES"]
+
+_GENERIC = {".md": read_markdown, ".markdown": read_markdown, ".html": read_html, ".htm": read_html,
+            ".txt": read_plaintext, ".text": read_plaintext, ".pdf": read_pdf}
+SUPPORTED_SUFFIXES = (".xml", ".jsonl", ".json", ".csv", *_GENERIC)
+
+
+class DataMissingError(FileNotFoundError):
+    """A named corpus is not in the data mirror; the message says what to download and where to put it."""
+
+
+def read_path(path: Path | str, *, doc_type: str | None = None, source: str | None = None,
+              doc_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Document]:
+    """Documents in one file, by suffix and, for .jsonl/.csv, by its columns.
+
+    doc_type (default "guideline"), source (default: the parent folder's name) and doc_id apply to generic files
+    (Markdown, HTML, text, PDF); the known corpus formats carry their own. A `<split>_metadata.csv` yields
+    nothing: it is read together with its `<split>.csv`.
+    """
+    path = Path(path)
+    if doc_type is not None and doc_type not in DOC_TYPES:
+        raise ReaderError(f"{path}: unknown doc_type {doc_type!r}; choose from {', '.join(DOC_TYPES)}")
+    suffix = path.suffix.lower()
+    if suffix in _GENERIC:
+        return _GENERIC[suffix](path, doc_type=doc_type or "guideline", source=source, doc_id=doc_id,
+                                max_bytes=max_bytes)
+    if suffix == ".xml":
+        return read_medquad_file(path, max_bytes)
+    if suffix == ".json":
+        return read_pubmedqa_file(path, max_bytes)
+    if suffix == ".jsonl":
+        return _jsonl_reader(path, max_bytes)(path, max_bytes)
+    if suffix == ".csv":
+        if path.stem.endswith("_metadata"):
+            return iter(())
+        cols = set(csv_header(path, max_bytes))
+        if {"encounter_id", "note"} <= cols:
+            return read_aci_file(path, max_bytes)
+        if {"section_header", "section_text"} <= cols:
+            return read_mts_file(path, max_bytes)
+        raise ReaderError(f"{path}: CSV columns {sorted(cols)} match no known format "
+                          "(ACI-Bench: encounter_id,note; MTS-Dialog: section_header,section_text)")
+    raise ReaderError(f"{path}: unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+def _jsonl_reader(path: Path, max_bytes: int) -> Callable[[Path, int], Iterator[Document]]:
+    first = next((ln for ln in read_text(path, max_bytes).splitlines() if ln.strip()), "")
+    try:
+        keys = set(json.loads(first))
+    except (json.JSONDecodeError, TypeError):
+        raise ReaderError(f"{path}: first line is not a JSON object, cannot tell the format") from None
+    if "_id" in keys:
+        return read_beir_file
+    if {"book", "module"} <= keys:
+        return read_openstax_file
+    raise ReaderError(f"{path}: JSONL keys {sorted(keys)} match no known format "
+                      "(BEIR corpus: _id,title,text; OpenStax: id,book,module,title,section,text)")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    folder: str  # under the data mirror
+    pattern: str  # glob under the folder
+    reader: Callable[[Path, int], Iterator[Document]]
+    get: str  # what to download and how to lay it out
+
+
+CORPORA: dict[str, Corpus] = {
+    "medquad": Corpus("medquad", "*_QA*/*.xml", read_medquad_file,
+                      "https://github.com/abachaa/MedQuAD subsets 1-9 (folders 1_CancerGov_QA ... 9_CDC_QA; "
+                      "10-12 carry no answers)"),
+    "openstax-nursing": Corpus("openstax-nursing", "sections.jsonl", read_openstax_file,
+                               "sections.jsonl flattened from https://github.com/openstax/osbooks-nursing-external-bundle "
+                               "(one JSON object per section: id, book, module, order, title, section, text)"),
+    "aci-bench": Corpus("aci-bench", "challenge_data/*.csv", read_aci_file,
+                        "the data/challenge_data folder of https://github.com/wyim/aci-bench (CSV splits with "
+                        "their *_metadata.csv)"),
+    "mts-dialog": Corpus("mts-dialog", "Main-Dataset/*.csv", read_mts_file,
+                         "the Main-Dataset folder of https://github.com/abachaa/MTS-Dialog"),
+    "pubmedqa": Corpus("pubmedqa", "ori_pqal.json", read_pubmedqa_file,
+                       "data/ori_pqal.json of https://github.com/pubmedqa/pubmedqa"),
+    "clinical-dev": Corpus("retrieval-dev/clinical-dev", "corpus.jsonl", read_beir_file,
+                           "the BEIR-format clinical-dev set (corpus.jsonl, queries.jsonl, qrels.tsv) built from "
+                           "the corpora above, as described in the data mirror's README.md"),
+}
+
+
+def corpus_files(name: str, data_mirror: Path | str) -> list[Path]:
+    """The files `read_corpus` reads, in order (metadata CSVs excluded); DataMissingError if there are none."""
+    if name not in CORPORA:
+        raise KeyError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
+    c = CORPORA[name]
+    folder = Path(data_mirror) / c.folder
+    files = sorted(p for p in folder.glob(c.pattern) if not p.stem.endswith("_metadata")) if folder.is_dir() else []
+    if not files:
+        where = "is missing" if not folder.is_dir() else f"has no files matching {c.pattern}"
+        raise DataMissingError(
+            f"corpus {name!r} not found: {folder} {where}. Download {c.get} and put it in {folder} "
+            f"(matching {c.pattern}). The data mirror is {Path(data_mirror)}; set CARECITE_PATHS__DATA_MIRROR "
+            "to use another folder.")
+    return files
+
+
+def read_corpus(name: str, data_mirror: Path | str, *, limit: int | None = None,
+                max_bytes: int = DEFAULT_MAX_BYTES,
+                on_error: Callable[[ReaderError], None] | None = None) -> Iterator[Document]:
+    """Documents of a named corpus (see CORPORA), at most `limit` of them.
+
+    Without `on_error` the first bad file raises; with it, each ReaderError is handed over and reading goes on.
+    """
+    reader = CORPORA[name].reader if name in CORPORA else None
+    files = corpus_files(name, data_mirror)
+
+    def docs() -> Iterator[Document]:
+        for f in files:
+            try:
+                yield from reader(f, max_bytes)
+            except ReaderError as e:
+                if on_error is None:
+                    raise
+                on_error(e)
+
+    return itertools.islice(docs(), limit)
