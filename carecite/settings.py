@@ -71,9 +71,10 @@ class GeneratorSettings(BaseModel):
 class AnswerSettings(BaseModel):
     evidence_tokens: int = 1500
     max_passages: int = 6
-    min_retrieval_score: float = 0.35
-    support_threshold: float = 0.55
+    min_retrieval_score: float = 0.35  # abstain when the best passage's dense cosine is below this
+    support_threshold: float = 0.55  # verifier score a cited sentence needs (eval/verification.py calibrates)
     drop_unsupported: bool = False
+    abstain_unsupported_fraction: float = 0.5  # abstain when more than this share of claims fails verification
     max_question_chars: int = 2000
 
 

@@ -129,7 +129,9 @@ class Ingestor:
                  phi_policy: str = "reject", data_mirror: Path | None = None, max_file_mb: float = 50.0,
                  batch_size: int = 256, show_progress: bool = True, on_progress: Progress | None = None):
         self.index, self.embedder = index, embedder
-        self.max_tokens, self.overlap_tokens = max_tokens, overlap_tokens
+        # The embedder's window includes [CLS] and [SEP]: keep chunks inside it.
+        window = getattr(embedder, "max_seq_length", max_tokens + 2) - 2
+        self.max_tokens, self.overlap_tokens = min(max_tokens, window), overlap_tokens
         self.phi_policy = phi_policy
         self.mirror = Path(data_mirror) if data_mirror else None
         self.max_bytes = int(max_file_mb * 1024 * 1024)
@@ -152,7 +154,7 @@ class Ingestor:
             files = _corpus_files(spec, self.mirror)
             fp = fingerprint(files, extra=f"{spec.doc_type}|{spec.source}|{spec.limit}|{self.phi_policy}|"
                                           f"{self.max_tokens}|{self.overlap_tokens}") if files else ""
-            if fp and fingerprints.get(spec.corpus_key) == fp:
+            if fp and fingerprints.get(spec.corpus_key) == fp and not purge:
                 report.skipped_sources.append(spec.name)
                 continue
             stored = self.index.doc_hashes(Filters(corpus=[spec.corpus_key]))
@@ -204,13 +206,7 @@ class Ingestor:
 
     def _guard(self, doc: Document) -> tuple[Document | None, dict | None]:
         res = guard(doc, self.phi_policy)
-        info = res.to_dict() if hasattr(res, "to_dict") else dict(vars(res))
-        info.pop("document", None)
-        if res.action == "clean":
-            return doc, None
-        if res.action == "rejected":
-            return None, info
-        return res.document, info
+        return res.doc, (None if res.action == "clean" else res.to_dict())
 
     def _write(self, pending: list[tuple[Document, list[Chunk], bool]], report: IngestReport, meta: dict) -> None:
         chunks = [c for _, cs, _ in pending for c in cs]

@@ -34,8 +34,8 @@ def read_medquad_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterato
             continue
         sections.append(Section(title=normalize_ws(q.text or ""), text=answer,
                                 extra={"qid": q.get("qid", ""), "qtype": q.get("qtype", "")}))
-    if not sections:
-        raise ReaderError(f"{path}: no question-answer pair with a non-empty answer")
+    if not sections:  # a well-formed file whose answers were withheld upstream: nothing to index
+        return
     focus = normalize_ws(root.findtext("Focus") or "") or sections[0].title
     site = root.get("source") or "unknown"
     # <Document id> repeats across sites and across split files (0000013_2.xml, 0000013_2_1.xml): use site + file stem.
