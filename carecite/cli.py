@@ -115,6 +115,52 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- ask / serve
+
+def _generator_overrides(s: Settings, args) -> None:
+    if getattr(args, "generator", None):
+        s.generator.kind = args.generator
+    for key in ("base_url", "model", "api_key"):
+        if getattr(args, key, None):
+            setattr(s.generator, key, getattr(args, key))
+
+
+def cmd_ask(args) -> int:
+    from assistant.pipeline import Assistant
+    s = _settings(args)
+    _generator_overrides(s, args)
+    with Assistant(s) as assistant:
+        events = assistant.stream(args.question, filters=args.filter)
+        answer = None
+        for ev in events:
+            if ev["type"] == "token" and args.stream and not args.json:
+                print(ev["text"], end="", flush=True)
+            elif ev["type"] == "answer":
+                answer = ev["answer"]
+    if args.json:
+        print(json.dumps(answer.to_json(), indent=1))
+        return 0
+    if args.stream:
+        print("\n")
+    print(("[abstained] " if answer.abstained else "") + answer.answer)
+    flagged = [x for x in answer.sentences if not x.supported]
+    for x in flagged:
+        print(f"  ! unsupported: {x.text} ({x.reason})")
+    print("\nSources:")
+    for src in answer.sources:
+        print(f"[{src.n}] {src.title} — {src.section} ({src.source}) {src.url or ''}")
+    print("\n" + ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items()))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from assistant.api import serve
+    s = _settings(args)
+    _generator_overrides(s, args)
+    serve(s, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
 # ---------------------------------------------------------------- eval / bench
 
 def cmd_eval_retrieval(args) -> int:
@@ -178,6 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--src-path"), q.add_argument("--dst-path")
     q.set_defaults(fn=cmd_migrate)
 
+    def generator_args(q):
+        q.add_argument("--generator", choices=["local", "openai", "extractive"])
+        q.add_argument("--base-url", help="OpenAI-compatible endpoint (vLLM, Azure AI Foundry, llama.cpp server)")
+        q.add_argument("--model", help="model name at that endpoint")
+        q.add_argument("--api-key")
+
+    q = sub.add_parser("ask", help="a grounded answer with verified citations")
+    q.add_argument("question")
+    q.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
+    generator_args(q)
+    q.add_argument("--json", action="store_true", help="print the answer object")
+    q.add_argument("--stream", action="store_true", help="print tokens as they come")
+    q.set_defaults(fn=cmd_ask)
+
+    q = sub.add_parser("serve", help="OpenAI-compatible HTTP API with citations")
+    q.add_argument("--host"), q.add_argument("--port", type=int)
+    q.add_argument("--token", help="bearer token (required unless bound to loopback)")
+    generator_args(q)
+    q.set_defaults(fn=cmd_serve)
+
     ev = sub.add_parser("eval", help="benchmarks").add_subparsers(dest="eval_cmd", required=True)
     q = ev.add_parser("retrieval", help="recall@10/100, nDCG@10, MRR@10 on a BEIR folder")
     q.add_argument("beir_dir")
@@ -192,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid-search RRF weights/k on the tune half first, then evaluate with the best")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_eval_retrieval)
+    try:
+        from eval.commands import add_eval_commands
+        add_eval_commands(ev)
+    except ImportError:
+        pass
 
     q = sub.add_parser("bench", help="ingest throughput, index size, query latency vs baselines")
     q.add_argument("--sizes", default="10000,100000")
@@ -208,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     from carecite.models import ModelIntegrityError, ModelMissingError
 
     args = build_parser().parse_args(argv)
+    from assistant.errors import AssistantError
     known = (IndexLockedError, IndexMissingError, QueryError, FilterError, ModelMissingError, ModelIntegrityError,
-             FileNotFoundError, ValueError)
+             AssistantError, FileNotFoundError, ValueError)
     try:
         from ingest.readers import DataMissingError
         known = (*known, DataMissingError)

@@ -27,6 +27,7 @@ class CachedEmbedder:
 
     def __init__(self, embedder, cache_dir: Path):
         self.inner, self.dim, self.count_tokens = embedder, embedder.dim, embedder.count_tokens
+        self.max_seq_length = embedder.max_seq_length
         self.path = Path(cache_dir) / f"emb-{hashlib.sha1(str(embedder.path).encode()).hexdigest()[:10]}.npz"
         self.vecs: dict[str, np.ndarray] = {}
         if self.path.exists():
