@@ -1,0 +1,653 @@
+"""CareCite chat app: `python app.py [--preset demo|fast|default|test] [--host 127.0.0.1] [--port 7860]`.
+
+On first start it ingests the default corpus (console progress bar), then serves the UI on loopback:
+  Chat   streamed answers, [n] citations that open (hover: tooltip, click: the passage), a sources panel,
+         unsupported sentences marked, abstentions with the closest passages, follow-ups, filters,
+         "copy answer with references", feedback stored with the answer's audit record.
+  Cases  browse and search case summaries, read one, find similar cases, ask about it (+ guidelines).
+  Index  counts by source and type; upload files to ingest, with progress and the PHI-guard report.
+Offline: no analytics, no external fonts or CDNs. UI wiring only; answering lives in assistant/, ingestion in ingest/.
+The named Gradio API endpoint "ask" (question, scope, sources, specialties, history) returns Answer.to_json().
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # offline product: no telemetry, no version check
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import html  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from assistant.errors import AssistantError, FeedbackError  # noqa: E402
+from assistant.scope import scoped_assistant  # noqa: E402
+from carecite.settings import Settings  # noqa: E402
+from indexes.base import IndexMissingError, VectorIndex  # noqa: E402
+from indexes.searcher import QueryError  # noqa: E402
+from indexes.types import FilterError, Filters  # noqa: E402
+
+SCOPES = {"All sources": None, "Guidelines & references": ["guideline", "reference"], "Cases": ["case"]}
+FEEDBACK_FLAGS = ["wrong citation", "unsafe"]
+CASE_SCOPE = ["guideline", "reference"]  # what "this case plus the guidelines" adds to the case
+# Events that embed text run one at a time: the embedder's tokenizer is not thread-safe.
+ENGINE = {"concurrency_id": "engine", "concurrency_limit": 1}
+_CITE = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
+SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+
+CSS = """
+.cc-answer p { margin: 0 0 .4em 0; }
+.cc-cite { font-size: .8em; vertical-align: super; text-decoration: none; font-weight: 600; cursor: pointer;
+           color: var(--color-accent); padding: 0 1px; }
+.cc-unsupported { background: #fff3cd; border-bottom: 2px dotted #b45309; }
+.cc-unsupported::before { content: "⚠ unverified: "; font-size: .75em; font-weight: 600; color: #b45309; }
+.cc-abstain { border-left: 4px solid #b91c1c; background: #fef2f2; color: #7f1d1d; padding: .4em .7em;
+              margin-bottom: .5em; border-radius: 4px; }
+.cc-src { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: .25em .6em; margin: .3em 0; }
+.cc-src summary { cursor: pointer; font-weight: 600; font-size: .92em; }
+.cc-src blockquote { margin: .4em 0; padding-left: .6em; border-left: 3px solid var(--border-color-primary);
+                     white-space: pre-wrap; font-size: .92em; }
+.cc-src .cc-badge, .cc-badge { display: inline-block; font-size: .72em; padding: 0 .45em; border-radius: 8px;
+                               margin-left: .35em; background: var(--background-fill-secondary); font-weight: 500; }
+.cc-badge.ok { background: #dcfce7; color: #166534; } .cc-badge.bad { background: #fef3c7; color: #92400e; }
+.cc-foot { font-size: .75em; opacity: .75; margin-top: .4em; }
+.cc-panel { max-height: 62vh; overflow-y: auto; }
+.cc-case h4 { margin: .8em 0 .2em 0; } .cc-case div { white-space: pre-wrap; }
+.cc-empty { border: 1px dashed #b45309; background: #fffbeb; padding: .6em .9em; border-radius: 6px; }
+"""
+
+# Click on [n]: open that passage in the message and in the sources panel (hover shows it as a tooltip).
+JS = """() => {
+  document.addEventListener('click', (e) => {
+    const a = e.target.closest && e.target.closest('a.cc-cite');
+    if (!a) return;
+    e.preventDefault(); e.stopPropagation();
+    let first = null;
+    const key = (a.getAttribute('href') || '').slice(1);
+    if (!/^cc-c-[A-Za-z0-9]+-[0-9]+$/.test(key)) return;
+    document.querySelectorAll('details.' + key).forEach((d) => {
+      d.open = true; first = first || d;
+    });
+    if (first) first.scrollIntoView({block: 'nearest'});
+  }, true);
+}"""
+
+
+# ---------------------------------------------------------------- formatting an Answer
+
+def _esc(text: str | None) -> str:
+    return html.escape(text or "", quote=True)
+
+
+def _oneline(text: str) -> str:
+    """HTML that keeps line breaks without blank lines (a blank line would end the Markdown HTML block)."""
+    return "<br>".join(_esc(line) for line in text.strip().splitlines() if line.strip())
+
+
+def _cite_numbers(group: str) -> list[int]:
+    nums: list[int] = []
+    for a, b in re.findall(r"(\d+)\s*[-–]\s*(\d+)", group):
+        nums += range(int(a), int(b) + 1) if 0 < int(b) - int(a) < 20 else [int(a), int(b)]
+    nums += [int(x) for x in re.findall(r"\d+", re.sub(r"\d+\s*[-–]\s*\d+", "", group))]
+    return sorted(set(nums))
+
+
+def _link_citations(text: str, aid: str, sources: dict[int, dict]) -> str:
+    """Escaped sentence text with each [n] turned into a link (tooltip: title, section, passage)."""
+    out, pos = [], 0
+    for m in _CITE.finditer(text):
+        out.append(_esc(text[pos:m.start()]))
+        for n in _cite_numbers(m.group(1)):
+            src = sources.get(n)
+            if src is None:
+                out.append(f"[{n}]")
+                continue
+            tip = f"{src['title']} — {src['section']}\n{src['passage'][:500]}"
+            out.append(f'<a class="cc-cite" href="#{_cite_key(aid, n)}" title="{_esc(tip)}">[{n}]</a>')
+        pos = m.end()
+    out.append(_esc(text[pos:]))
+    return "".join(out)
+
+
+def _cite_key(aid: str, n: int) -> str:
+    """Links [n] to its passages (a class: the chat's HTML sanitizer drops ids and data- attributes)."""
+    return f"cc-c-{re.sub(r'[^A-Za-z0-9]', '', aid)}-{n}"
+
+
+def source_details(c: dict, aid: str) -> str:
+    """One passage as a <details>: [n] title — section, badges; the exact passage and its source link."""
+    badge = ""
+    if c.get("cited"):
+        badge = '<span class="cc-badge ok">supported</span>' if c.get("supported") else \
+            '<span class="cc-badge bad">cited, not verified</span>'
+    link = f' · <a href="{_esc(c["url"])}" target="_blank" rel="noopener">source link</a>' if c.get("url") else ""
+    where = " · ".join(_esc(x) for x in (c.get("source"), c.get("doc_type")) if x)
+    return (f'<details class="cc-src {_cite_key(aid, c["n"])}">'
+            f'<summary>[{c["n"]}] {_esc(c["title"])}{" — " + _esc(c["section"]) if c.get("section") else ""}'
+            f'{badge}</summary><blockquote>{_oneline(c["passage"])}</blockquote>'
+            f'<div class="cc-foot">{where}{link} · {_esc(c["doc_id"])}</div></details>')
+
+
+def answer_html(ans: dict) -> str:
+    """A verified answer (Answer.to_json()) as chat HTML: sentences with linked [n], unsupported marked,
+    the cited passages (or, on abstention, the closest ones) as openable <details>."""
+    aid = ans["answer_id"] or "a"
+    by_n = {c["n"]: c for c in ans["citations"]}
+    parts = ['<div class="cc-answer">']
+    if ans["abstained"]:
+        reason = ans.get("abstain_reason") or ""
+        parts.append(f'<div class="cc-abstain"><b>No supported answer.</b> {_esc(ans["answer"])}'
+                     f'{" (" + _esc(reason) + ")" if reason else ""}</div>')
+        shown = ans["citations"]
+    else:
+        sents = []
+        for s in ans["sentences"]:
+            body = _link_citations(s["text"], aid, by_n)
+            if s.get("claim", True) and not s["supported"]:
+                why = s.get("reason") or "not supported by the cited passages"
+                body = f'<span class="cc-unsupported" title="{_esc(why)}">{body}</span>'
+            sents.append(body)
+        parts.append(f'<p>{" ".join(sents) if sents else _esc(ans["answer"])}</p>')
+        shown = [c for c in ans["citations"] if c.get("cited")]
+    if shown:
+        label = "Closest passages" if ans["abstained"] else "References"
+        parts.append(f'<div class="cc-foot"><b>{label}</b> (click to open)</div>')
+        parts += [source_details(c, aid) for c in shown]
+    gen = ans.get("models", {}).get("generator", "")
+    total = ans.get("timings", {}).get("total")
+    parts.append(f'<div class="cc-foot">generator: {_esc(gen)}{f" · {total:.1f} s" if total else ""} · '
+                 f'answer id {_esc(ans["answer_id"][:12])}</div></div>')
+    return "".join(parts)
+
+
+def draft_html(text: str) -> str:
+    return f'<div class="cc-answer"><p>{_esc(text)} ▌</p><div class="cc-foot">verifying citations…</div></div>'
+
+
+def sources_panel(ans: dict | None, sources: list | None = None) -> str:
+    """The evidence of the latest answer: every passage shown to the generator, cited ones marked."""
+    if ans is None and not sources:
+        return '<div class="cc-foot">Sources of the latest answer appear here.</div>'
+    if ans is None:  # retrieval finished, the answer is still being written
+        cs = [{"n": s.n, "doc_id": s.doc_id, "source": s.source, "title": s.title, "section": s.section,
+               "url": s.url, "passage": s.passage, "doc_type": s.doc_type} for s in sources]
+        return "<div>" + "".join(source_details(c, "draft") for c in cs) + "</div>"
+    head = "Closest passages (no supported answer)" if ans["abstained"] else \
+        f"Evidence: {sum(1 for c in ans['citations'] if c.get('cited'))} of {len(ans['citations'])} passages cited"
+    if not ans["citations"]:
+        return '<div class="cc-foot">No passage matched this question and these filters.</div>'
+    return (f'<div><div class="cc-foot"><b>{_esc(head)}</b></div>'
+            + "".join(source_details(c, ans["answer_id"]) for c in ans["citations"]) + "</div>")
+
+
+def answer_with_references(ans: dict | None) -> str:
+    """Plain text for the clipboard: the answer, then its numbered references."""
+    if not ans:
+        return ""
+    refs = [c for c in ans["citations"] if c.get("cited")] or (ans["citations"] if ans["abstained"] else [])
+    lines = [ans["answer"].strip(), "", "References:"] if refs else [ans["answer"].strip()]
+    for c in refs:
+        where = ", ".join(x for x in (c.get("section"), c.get("source")) if x)
+        lines.append(f"[{c['n']}] {c['title']}" + (f" — {where}" if where else "") + (f". {c['url']}" if c.get("url")
+                                                                                    else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- cases
+
+def _join_overlap(a: str, b: str) -> str:
+    """a + b without the sentences b repeats from a's end (chunks overlap by whole sentences)."""
+    for k in range(min(len(a), len(b)), 15, -1):
+        if a.endswith(b[:k]):
+            return a + b[k:]
+    return f"{a}\n{b}" if a else b
+
+
+def case_sections(index: VectorIndex, doc_id: str) -> tuple[str, list[tuple[str, str]]]:
+    """(title, [(section title, text)]) of one case, rebuilt from its (PHI-guarded) chunks in order."""
+    from ingest.chunker import chunk_body
+    chunks = sorted((c for c, _ in index.scroll(Filters(doc_id=[doc_id]))),
+                    key=lambda c: int(c.metadata.get("chunk_index", 0)))
+    sections: dict[int, list] = {}
+    for c in chunks:
+        key = int(c.metadata.get("section_index", 0))
+        title, text = sections.get(key, [c.metadata.get("section", ""), ""])
+        sections[key] = [title, _join_overlap(text, chunk_body(c).strip())]
+    title = chunks[0].metadata.get("title", doc_id) if chunks else doc_id
+    return title, [(t, x) for _, (t, x) in sorted(sections.items())]
+
+
+def _snippet(chunk, chars: int = 200) -> str:
+    from ingest.chunker import chunk_body
+    text = " ".join(chunk_body(chunk).split())
+    return text if len(text) <= chars else text[:chars].rsplit(" ", 1)[0] + "…"
+
+
+def plan_query(sections: list[tuple[str, str]], limit: int = 3000) -> str:
+    """The case's assessment and plan (the whole note when it has none), as a search query."""
+    ap = [x for t, x in sections if re.search(r"ASSESSMENT|PLAN|IMPRESSION", t or "", re.I)]
+    return " ".join(" ".join(ap or [x for _, x in sections]).split())[:limit]
+
+
+# ---------------------------------------------------------------- the app
+
+class CareCiteApp:
+    """UI handlers over one shared index, searcher and Assistant (the embedded index allows one opener)."""
+
+    def __init__(self, settings: Settings, index: VectorIndex, assistant=None):
+        from assistant.pipeline import Assistant
+        from carecite.runtime import open_searcher
+        self.settings, self.index = settings, index
+        self.assistant = assistant or Assistant(settings, searcher=open_searcher(settings, index))
+        self.searcher = self.assistant.searcher
+
+    # -- helpers
+    def facet(self, key: str) -> list[str]:
+        return sorted(self.index.facet(key)) if self.index.count() else []
+
+    def status_md(self) -> str:
+        n = self.index.count()
+        gen = getattr(self.assistant.generator, "name", self.settings.generator.kind)
+        where = self.settings.index_path if self.settings.index.backend == "edge" else self.settings.index.url
+        head = f"**Generator:** `{gen}` · **Embedder:** `{self.settings.embedder.model}` · **Index:** {n:,} passages"
+        if n == 0:
+            head += (f'\n\n<div class="cc-empty"><b>The index is empty</b> ({_esc(str(where))}): answers will be '
+                     "“not found”. Upload documents in the <b>Index</b> tab or run <code>carecite ingest</code>."
+                     "</div>")
+        return head
+
+    @staticmethod
+    def filters(scope: str | None, sources: list[str] | None, specialties: list[str] | None) -> Filters:
+        if scope and scope not in SCOPES:
+            raise FilterError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+        return Filters(doc_type=SCOPES.get(scope or "All sources"), source=list(sources or []) or None,
+                       specialty=list(specialties or []) or None)
+
+    # -- chat
+    def chat(self, message: str, chat: list, turns: list, ids: dict, scope: str, sources: list, specialties: list):
+        """Stream one answer into the chat; yields (chat, box, panel, turns, last answer, ids, copy text)."""
+        q = (message or "").strip()
+        if not q:
+            yield chat, "", gr.skip(), turns, gr.skip(), ids, gr.skip()
+            return
+        chat = [*chat, {"role": "user", "content": q}, {"role": "assistant", "content": draft_html("")}]
+        yield chat, "", sources_panel(None), turns, None, ids, ""
+        try:
+            events = self.assistant.stream(q, history=turns, filters=self.filters(scope, sources, specialties))
+            draft = ""
+            for ev in events:
+                if ev["type"] == "sources":
+                    yield chat, "", sources_panel(None, ev["sources"]), turns, None, ids, ""
+                elif ev["type"] == "token":
+                    draft += ev["text"]
+                    chat[-1] = {"role": "assistant", "content": draft_html(draft)}
+                    yield chat, "", gr.skip(), turns, None, ids, ""
+                elif ev["type"] == "answer":
+                    ans = ev["answer"].to_json()
+                    chat[-1] = {"role": "assistant", "content": answer_html(ans)}
+                    turns = [*turns, {"role": "user", "content": q}, {"role": "assistant", "content": ans["answer"]}]
+                    ids = {**ids, str(len(chat) - 1): ans["answer_id"]}
+                    yield chat, "", sources_panel(ans), turns, ans, ids, answer_with_references(ans)
+        except (AssistantError, FilterError, QueryError) as e:
+            chat[-1] = {"role": "assistant", "content": f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>'}
+            yield chat, q, sources_panel(None), turns, None, ids, ""
+
+    def ask(self, question: str, scope: str = "All sources", sources: list[str] | None = None,
+            specialties: list[str] | None = None, history: list[dict] | None = None) -> dict:
+        """Answer one question; returns the answer JSON (answer, sentences, citations, abstained, ...)."""
+        try:
+            return self.assistant.ask(question, history=history or None,
+                                      filters=self.filters(scope, sources, specialties)).to_json()
+        except (AssistantError, FilterError, QueryError) as e:
+            raise gr.Error(str(e)) from None
+
+    def feedback(self, ans: dict | None, rating: str | None, flags: list[str], comment: str) -> str:
+        if not ans:
+            return "Ask a question first: feedback is attached to the latest answer."
+        value = {"👍 helpful": 1, "👎 not helpful": -1}.get(rating or "", 0)
+        kind = ",".join(f.replace(" ", "_") for f in flags or [])
+        if value == 0 and not kind and not (comment or "").strip():
+            return "Choose a rating or a flag, or write a comment."
+        try:
+            self.assistant.record_feedback(ans["answer_id"], value, kind, (comment or "").strip())
+        except FeedbackError as e:
+            return f"Feedback not saved: {_esc(str(e))}"
+        return f"Thank you: feedback saved with answer `{ans['answer_id'][:12]}`."
+
+    def like(self, ids: dict, data: gr.LikeData) -> str:
+        idx = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        aid = ids.get(str(idx))
+        if not aid:
+            return "That message has no answer record."
+        value = 1 if data.liked is True else -1 if data.liked is False else 0
+        try:
+            self.assistant.record_feedback(aid, value, "", "")
+        except FeedbackError as e:
+            return f"Feedback not saved: {_esc(str(e))}"
+        return f"Feedback saved with answer `{aid[:12]}`."
+
+    # -- cases
+    def case_choices(self, query: str = "") -> tuple[list[tuple[str, str]], str]:
+        """(dropdown choices, results HTML): every case, or the best matches of a search."""
+        if not (query or "").strip():
+            titles: dict[str, str] = {}
+            for c, _ in self.index.scroll(Filters(doc_type=["case"]), fields=["doc_id", "title"]):
+                titles.setdefault(c.doc_id, c.metadata.get("title") or c.doc_id)
+            if not titles:
+                return [], '<div class="cc-empty">No case summaries in the index.</div>'
+            return sorted(((t, d) for d, t in titles.items()), key=lambda x: x[1]), \
+                f'<div class="cc-foot">{len(titles)} cases</div>'
+        hits = self.searcher.search(query, Filters(doc_type=["case"]), top_k=50)
+        best: dict[str, object] = {}
+        for h in hits:
+            best.setdefault(h.chunk.doc_id, h)
+        if not best:
+            return [], f'<div class="cc-foot">No case matches “{_esc(query)}”.</div>'
+        rows = [f'<li><b>{_esc(h.chunk.metadata.get("title"))}</b> — {_esc(h.chunk.metadata.get("section"))}: '
+                f'{_esc(_snippet(h.chunk))}</li>' for h in best.values()]
+        return [(h.chunk.metadata.get("title") or d, d) for d, h in best.items()], \
+            f'<div class="cc-foot">{len(best)} matching cases</div><ol>{"".join(rows[:10])}</ol>'
+
+    def search_cases(self, query: str):
+        try:
+            choices, info = self.case_choices(query)
+        except (QueryError, FilterError) as e:
+            return gr.update(), f'<div class="cc-abstain">{_esc(str(e))}</div>'
+        return gr.update(choices=choices, value=choices[0][1] if choices and query.strip() else None), info
+
+    def open_case(self, doc_id: str | None) -> str:
+        if not doc_id:
+            return '<div class="cc-foot">Choose a case to read it.</div>'
+        title, sections = case_sections(self.index, doc_id)
+        if not sections:
+            return f'<div class="cc-abstain">Case {_esc(doc_id)} is not in the index.</div>'
+        body = "".join(f"<h4>{_esc(t.title() if t.isupper() else t) or 'Note'}</h4><div>{_oneline(x)}</div>"
+                       for t, x in sections)
+        return f'<div class="cc-case"><h3>{_esc(title)}</h3><div class="cc-foot">{_esc(doc_id)}</div>{body}</div>'
+
+    def similar_cases(self, doc_id: str | None):
+        if not doc_id:
+            return gr.update(choices=[], value=None), '<div class="cc-foot">Open a case first.</div>'
+        _, sections = case_sections(self.index, doc_id)
+        query = plan_query(sections)
+        if not query:
+            return gr.update(choices=[], value=None), '<div class="cc-foot">This case has no text to compare.</div>'
+        hits = self.searcher.search(query, Filters(doc_type=["case"]), top_k=40)
+        best: dict[str, object] = {}
+        for h in hits:
+            if h.chunk.doc_id != doc_id:
+                best.setdefault(h.chunk.doc_id, h)
+        top = list(best.values())[:5]
+        if not top:
+            return gr.update(choices=[], value=None), '<div class="cc-foot">No other case is similar.</div>'
+        rows = "".join(f'<li><b>{_esc(h.chunk.metadata.get("title"))}</b> — {_esc(h.chunk.metadata.get("section"))}'
+                       f'<br>{_esc(_snippet(h.chunk))}</li>' for h in top)
+        return (gr.update(choices=[(h.chunk.metadata.get("title") or h.chunk.doc_id, h.chunk.doc_id) for h in top],
+                          value=None),
+                f'<div class="cc-foot">Similar by assessment and plan:</div><ol>{rows}</ol>')
+
+    def ask_case(self, doc_id: str | None, question: str):
+        """Stream an answer scoped to this case plus the guidelines; yields (answer HTML, sources HTML)."""
+        if not doc_id:
+            yield '<div class="cc-foot">Open a case first.</div>', ""
+            return
+        if not (question or "").strip():
+            yield '<div class="cc-foot">Type a question about this case.</div>', gr.skip()
+            return
+        scoped = scoped_assistant(self.assistant, [Filters(doc_id=[doc_id]), Filters(doc_type=CASE_SCOPE)])
+        draft = ""
+        try:
+            for ev in scoped.stream(question.strip()):
+                if ev["type"] == "sources":
+                    yield draft_html(""), sources_panel(None, ev["sources"])
+                elif ev["type"] == "token":
+                    draft += ev["text"]
+                    yield draft_html(draft), gr.skip()
+                elif ev["type"] == "answer":
+                    ans = ev["answer"].to_json()
+                    yield answer_html(ans), sources_panel(ans)
+        except (AssistantError, FilterError, QueryError) as e:
+            yield f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>', ""
+
+    # -- index
+    def stats_html(self) -> str:
+        n = self.index.count()
+        if n == 0:
+            return self.status_md()
+        def table(title: str, counts: dict[str, int]) -> str:
+            rows = "".join(f"<tr><td>{_esc(k)}</td><td style='text-align:right'>{v:,}</td></tr>"
+                           for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+            return f"<table><thead><tr><th>{title}</th><th>passages</th></tr></thead><tbody>{rows}</tbody></table>"
+        meta = self.index.get_meta()
+        return (f"<div><b>{n:,}</b> passages · index version {_esc(str(meta.get('version', '-')))}</div>"
+                f"<div style='display:flex;gap:2em;flex-wrap:wrap'>{table('Type', self.index.facet('doc_type'))}"
+                f"{table('Source', self.index.facet('source'))}</div>")
+
+    def ingest(self, files: list | None, doc_type: str, source: str, progress=gr.Progress()):
+        """Ingest uploaded files; returns (report markdown, PHI report HTML, stats HTML, source choices, status)."""
+        from carecite.models import get_embedder
+        from ingest.pipeline import Ingestor, SourceSpec
+        paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
+        if not paths:
+            return "Choose one or more files first.", "", gr.skip(), gr.skip(), gr.skip()
+        s = self.settings
+        label = (source or "").strip() or "Uploads"
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress((done, total or None), desc=f"{stage}", unit="chunks" if stage == "embedding" else "documents")
+
+        progress(0, desc="reading files")  # the UI runs this one at a time with answers (ENGINE)
+        report = Ingestor(self.index, get_embedder(s), max_tokens=s.chunking.max_tokens,
+                          overlap_tokens=s.chunking.overlap_tokens, phi_policy=s.phi.policy,
+                          data_mirror=s.paths.data_mirror, max_file_mb=s.chunking.max_file_mb,
+                          show_progress=False, on_progress=on_progress).run(
+            [SourceSpec(p.name, path=p, doc_type=doc_type, source=label) for p in paths])
+        return (f"```\n{report.summary()}\n```", phi_table(report.phi, s.phi.policy), self.stats_html(),
+                gr.update(choices=self.facet("source")), self.status_md())
+
+    # -- layout
+    def build(self) -> gr.Blocks:
+        with gr.Blocks(title="CareCite", analytics_enabled=False, fill_width=True) as demo:
+            with gr.Row(equal_height=True):
+                gr.Markdown("## CareCite · clinical answers with verified citations")
+                status = gr.Markdown(self.status_md(), elem_id="cc-status")
+            with gr.Tabs():
+                with gr.Tab("Chat", id="chat"):
+                    source_filter = self._chat_tab()
+                with gr.Tab("Cases", id="cases"):
+                    self._cases_tab()
+                with gr.Tab("Index", id="index"):
+                    self._index_tab(status, source_filter)
+            gr.api(self.ask, api_name="ask", **ENGINE)
+            demo.load(self.status_md, None, status, api_visibility="private")  # fresh counts on every visit
+        return demo
+
+    def _chat_tab(self) -> gr.Dropdown:
+        """The chat; returns its source filter (an ingest adds sources to it)."""
+        turns, last, ids = gr.State([]), gr.State(None), gr.State({})
+        with gr.Row():
+            with gr.Column(scale=3, min_width=420):
+                chat = gr.Chatbot(label="Conversation", height="58vh", elem_id="cc-chat", latex_delimiters=[],
+                                  buttons=[], feedback_options=("Like", "Dislike"),  # no "share" to HF
+                                  placeholder="Ask a clinical question. Every sentence cites its passage [n].")
+                with gr.Row():
+                    box = gr.Textbox(placeholder="e.g. What are the symptoms of breast cancer?", show_label=False,
+                                     scale=5, elem_id="cc-question", submit_btn=False)
+                    send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="cc-ask")
+                with gr.Row():
+                    clear = gr.Button("New conversation", size="sm")
+                    copy_btn = gr.Button("Copy answer with references", size="sm", elem_id="cc-copy-btn")
+                with gr.Accordion("Answer with references (text)", open=False):
+                    copy_box = gr.Textbox(show_label=False, lines=6, buttons=["copy"], interactive=False,
+                                          elem_id="cc-copy")
+                with gr.Accordion("Feedback on the latest answer", open=False):
+                    with gr.Row():
+                        rating = gr.Radio(["👍 helpful", "👎 not helpful"], label="Rating", scale=2)
+                        flags = gr.CheckboxGroup(FEEDBACK_FLAGS, label="Flags", scale=2)
+                    comment = gr.Textbox(label="Comment (optional)", lines=2, max_length=4000)
+                    fb_send = gr.Button("Send feedback", size="sm")
+                    fb_status = gr.Markdown()
+            with gr.Column(scale=2, min_width=320):
+                with gr.Group():
+                    scope = gr.Radio(list(SCOPES), value="All sources", label="Search in", elem_id="cc-scope")
+                    sources = gr.Dropdown(self.facet("source"), multiselect=True, label="Sources (any)",
+                                          elem_id="cc-sources")
+                    specs = self.facet("specialty")
+                    specialty = gr.Dropdown(specs, multiselect=True, label="Specialty (any)",
+                                            info=None if specs else "no specialty metadata in this index",
+                                            interactive=bool(specs))
+                gr.Markdown("**Sources**")
+                panel = gr.HTML(sources_panel(None), elem_id="cc-sources-panel", elem_classes=["cc-panel"])
+
+        ins = [box, chat, turns, ids, scope, sources, specialty]
+        outs = [chat, box, panel, turns, last, ids, copy_box]
+        send.click(self.chat, ins, outs, api_name="chat", **ENGINE)
+        box.submit(self.chat, ins, outs, api_visibility="private", **ENGINE)
+        clear.click(lambda: ([], [], None, {}, sources_panel(None), ""), None,
+                    [chat, turns, last, ids, panel, copy_box], api_visibility="private")
+        copy_btn.click(None, copy_box, None, api_visibility="private",
+                       js="(text) => { if (text && navigator.clipboard) navigator.clipboard.writeText(text); }")
+        fb_send.click(self.feedback, [last, rating, flags, comment], fb_status, api_visibility="private")
+        chat.like(self.like, [ids], fb_status, api_visibility="private")
+        return sources
+
+    def _cases_tab(self) -> None:
+        choices, info = self.case_choices()
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                with gr.Row():
+                    q = gr.Textbox(placeholder="search cases, e.g. knee pain", show_label=False, scale=4)
+                    go = gr.Button("Search", scale=1, min_width=70)
+                case = gr.Dropdown(choices, label="Case", value=None, elem_id="cc-case")
+                results = gr.HTML(info)
+                similar_btn = gr.Button("Find similar cases", size="sm")
+                similar = gr.Radio([], label="Similar cases (click to open)")
+                similar_info = gr.HTML()
+            with gr.Column(scale=3, min_width=420):
+                viewer = gr.HTML(self.open_case(None), elem_classes=["cc-panel"])
+                with gr.Row():
+                    cq = gr.Textbox(placeholder="Ask about this case (answers use the case and the guidelines)",
+                                    show_label=False, scale=5)
+                    cgo = gr.Button("Ask", variant="primary", scale=1, min_width=70)
+                canswer = gr.HTML()
+                with gr.Accordion("Sources", open=False):
+                    csources = gr.HTML()
+        go.click(self.search_cases, q, [case, results], api_visibility="private", **ENGINE)
+        q.submit(self.search_cases, q, [case, results], api_visibility="private", **ENGINE)
+        case.change(self.open_case, case, viewer, api_visibility="private")
+        similar_btn.click(self.similar_cases, case, [similar, similar_info], api_visibility="private", **ENGINE)
+        similar.select(lambda d: d, similar, case, api_visibility="private")
+        cgo.click(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ENGINE)
+        cq.submit(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ENGINE)
+
+    def _index_tab(self, status: gr.Markdown, source_filter: gr.Dropdown) -> None:
+        with gr.Row():
+            with gr.Column(scale=3):
+                stats = gr.HTML(self.stats_html())
+                refresh = gr.Button("Refresh counts", size="sm")
+            with gr.Column(scale=2):
+                files = gr.File(label="Upload documents: Markdown, HTML, text, PDF, XML, JSONL, CSV",
+                                file_count="multiple", type="filepath")
+                doc_type = gr.Dropdown(["guideline", "reference", "case", "literature"], value="guideline",
+                                       label="Document type")
+                source = gr.Textbox(value="Uploads", label="Source label")
+                go = gr.Button("Ingest", variant="primary")
+                gr.Markdown(f"Case documents pass the PHI guard (policy: **{self.settings.phi.policy}**).")
+        report = gr.Markdown()
+        phi = gr.HTML()
+        refresh.click(lambda: (self.stats_html(), self.status_md()), None, [stats, status], api_visibility="private")
+        go.click(self.ingest, [files, doc_type, source], [report, phi, stats, source_filter, status],
+                 api_visibility="private", **ENGINE)
+
+
+def phi_table(phi: list[dict], policy: str) -> str:
+    """The PHI guard's per-document report: rejected case files first (never the PHI itself, only examples)."""
+    if not phi:
+        return ""
+    rows = "".join(f"<tr><td>{_esc(p.get('action'))}</td><td>{_esc(p.get('doc_id'))}</td>"
+                   f"<td>{_esc(', '.join(f'{k}: {v}' for k, v in (p.get('counts') or {}).items()))}</td>"
+                   f"<td>{_esc('; '.join(p.get('examples') or []))}</td></tr>"
+                   for p in sorted(phi, key=lambda p: p.get("action") != "rejected"))
+    rejected = sum(p.get("action") == "rejected" for p in phi)
+    return (f"<div><b>PHI guard</b> (policy {_esc(policy)}): {rejected} case document(s) rejected, "
+            f"{len(phi) - rejected} masked.</div><table><thead><tr><th>action</th><th>document</th>"
+            f"<th>findings</th><th>examples</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+# ---------------------------------------------------------------- start-up
+
+def ensure_index(settings: Settings) -> VectorIndex:
+    """Open the configured index; when there is none, create it and ingest the default corpus (progress bar)."""
+    from carecite.models import get_embedder
+    from carecite.runtime import open_index
+    from ingest.pipeline import DEFAULT_CORPUS, Ingestor, SourceSpec
+    try:
+        return open_index(settings)
+    except IndexMissingError:
+        pass
+    print(f"No index yet: ingesting the default corpus ({', '.join(DEFAULT_CORPUS)}) from "
+          f"{settings.paths.data_mirror} (first start only).", flush=True)
+    embedder = get_embedder(settings)
+    index = open_index(settings, create=True, dim=embedder.dim)
+    s = settings
+    try:
+        report = Ingestor(index, embedder, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,
+                          phi_policy=s.phi.policy, data_mirror=s.paths.data_mirror,
+                          max_file_mb=s.chunking.max_file_mb, show_progress=True).run(
+            [SourceSpec(n) for n in DEFAULT_CORPUS])
+        print(report.summary(), flush=True)
+    except Exception as e:  # noqa: BLE001 - the app still starts, and says the index is empty
+        print(f"could not ingest the default corpus: {e}", file=sys.stderr, flush=True)
+    return index
+
+
+def theme() -> gr.themes.Theme:
+    """System fonts only: nothing is fetched from a font CDN."""
+    return gr.themes.Default(primary_hue="teal", font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
+def launch(app: CareCiteApp, host: str = "127.0.0.1", port: int = 7860, *, block: bool = True) -> gr.Blocks:
+    """Serve the UI; block=False returns at once (tests), with demo.local_url set.
+
+    Beyond loopback the UI needs a password: user "carecite", password settings.server.api_token."""
+    from assistant.api import check_bind, is_loopback
+    token = app.settings.server.api_token
+    check_bind(host, token)
+    demo = app.build()
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, theme=theme(), css=CSS, js=JS,
+                ssr_mode=False, share=False, footer_links=["api"], show_error=True, quiet=not block,
+                auth=None if is_loopback(host) else ("carecite", token),
+                max_file_size=f"{int(app.settings.chunking.max_file_mb)}mb")
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python app.py", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="demo", help="settings preset (default demo: bundled corpus, PHI masked)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    args = p.parse_args(argv)
+    from assistant.api import BindError, check_bind
+    from indexes.base import IndexLockedError
+    settings = Settings.from_name(args.preset)
+    try:
+        check_bind(args.host, settings.server.api_token)
+        index = ensure_index(settings)
+    except (BindError, IndexLockedError) as e:
+        print(f"carecite: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        launch(CareCiteApp(settings, index), args.host, args.port)
+    finally:
+        index.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
