@@ -264,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
 
+    q = sub.add_parser("loadtest", help="bounded load test of the HTTP API (20 clients x 10 questions)")
+    q.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for eval.loadtest (--serve, --base-url, ...)")
+    q.set_defaults(fn=lambda a: __import__("eval.loadtest", fromlist=["main"]).main(a.rest))
+
     q = sub.add_parser("bench", help="ingest throughput, index size, query latency vs baselines")
     q.add_argument("--sizes", default="10000,100000")
     q.add_argument("--queries", type=int, default=200)

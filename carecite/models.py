@@ -134,16 +134,20 @@ class Embedder:
                        else self.model.get_sentence_embedding_dimension())
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
+        # The fast tokenizer is not safe to share between threads (the API and app serve several).
+        self._lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        with self._lock:
+            return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
     def embed(self, texts: list[str], show_progress: bool = False):
         import numpy as np
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=show_progress).astype("float32")
+        with self._lock:
+            return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=show_progress).astype("float32")
 
     def embed_query(self, text: str):
         return self.embed([text])[0]

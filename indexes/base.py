@@ -63,9 +63,16 @@ class VectorIndex(ABC):
         fields limits the payload read."""
 
     def doc_hashes(self, filters: Filters | None = None) -> dict[str, str]:
-        """doc_id -> content_hash of every stored document matching the filters."""
-        return {c.doc_id: c.metadata.get("content_hash", "")
-                for c, _ in self.scroll(filters, batch=1024, fields=["doc_id", "content_hash"])}
+        """doc_id -> content_hash of every stored document matching the filters. A document whose chunks are
+        not all stored (an interrupted ingest) maps to "" so that it is written again."""
+        hashes: dict[str, str] = {}
+        seen: dict[str, int] = {}
+        expected: dict[str, int] = {}
+        for c, _ in self.scroll(filters, batch=1024, fields=["doc_id", "content_hash", "doc_chunks"]):
+            hashes[c.doc_id] = c.metadata.get("content_hash", "")
+            seen[c.doc_id] = seen.get(c.doc_id, 0) + 1
+            expected[c.doc_id] = int(c.metadata.get("doc_chunks") or 0)
+        return {d: (h if seen[d] == expected[d] else "") for d, h in hashes.items()}
 
     @abstractmethod
     def get(self, ids: Sequence[str]) -> list[Chunk]: ...

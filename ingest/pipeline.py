@@ -181,6 +181,8 @@ class Ingestor:
                 report.docs_new += not changed
                 doc.extra["corpus"] = spec.corpus_key
                 chunks = chunk_document(doc, self.embedder.count_tokens, self.max_tokens, self.overlap_tokens)
+                for c in chunks:  # lets a later run see whether an interrupted run stored the whole document
+                    c.metadata["doc_chunks"] = len(chunks)
                 pending.append((doc, chunks, changed))
                 if self.on_progress:
                     self.on_progress("reading", len(pending), 0)

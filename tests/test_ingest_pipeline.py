@@ -99,3 +99,38 @@ def test_small_index_search_with_filters(small_index):
         assert searcher.search("knee pain", ["source=Nowhere"], top_k=5) == []
     finally:
         searcher.index.close()
+
+
+class _FailingEmbedder:
+    """The real embedder, made to fail after N batches: stands in for a crash or Ctrl-C mid-ingest."""
+
+    def __init__(self, inner, fail_after: int):
+        self.inner, self.fail_after, self.calls = inner, fail_after, 0
+        self.dim, self.count_tokens, self.max_seq_length = inner.dim, inner.count_tokens, inner.max_seq_length
+
+    def embed(self, texts):
+        self.calls += 1
+        if self.calls > self.fail_after:
+            raise KeyboardInterrupt("interrupted")
+        return self.inner.embed(texts)
+
+
+def test_interrupted_ingest_resumes_without_redoing_finished_documents(tmp_settings, embedder):
+    s = tmp_settings
+    spec = [SourceSpec("medquad", limit=30)]
+    with open_index(s, create=True, dim=embedder.dim) as index:
+        with pytest.raises(KeyboardInterrupt):
+            Ingestor(index, _FailingEmbedder(embedder, 2), data_mirror=s.paths.data_mirror, show_progress=False,
+                     batch_size=64).run(spec)
+        assert 0 < index.count() <= 128
+        whole = sum(1 for h in index.doc_hashes().values() if h)
+        assert whole >= 1
+        resumed = Ingestor(index, embedder, data_mirror=s.paths.data_mirror, show_progress=False).run(spec)
+        full = index.count()
+        # Documents stored whole before the crash are not embedded again; the one cut in half is.
+        assert resumed.docs_unchanged == whole and resumed.chunks_written < full
+        assert resumed.docs_unchanged + resumed.docs_changed + resumed.docs_new == 30
+        again = Ingestor(index, embedder, data_mirror=s.paths.data_mirror, show_progress=False).run(spec)
+        assert again.chunks_written == 0 and index.count() == full
+        ids = [c.doc_id for c, _ in index.scroll(fields=["doc_id", "doc_chunks"])]
+        assert len(set(ids)) == 30
