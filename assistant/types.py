@@ -26,6 +26,7 @@ class SentenceVerdict:
     supported: bool
     score: float  # support score in [0, 1]
     reason: str = ""  # e.g. "no citation", "number mismatch: 5 mg vs 50 mg"
+    claim: bool = True  # False for lead-ins and "not found" statements: never counted as unsupported
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Answer:
     filters: dict[str, Any] = field(default_factory=dict)
     standalone_query: str = ""
     answer_id: str = ""
+    abstain_reason: str = ""  # why it abstained: weak retrieval, the model said so, or failed verification
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape (carecite ask --json, API extension field)."""
@@ -59,6 +61,7 @@ class Answer:
                            "cited": s.n in supported_by_n, "supported": supported_by_n.get(s.n, False)}
                           for s in self.sources],
             "abstained": self.abstained,
+            "abstain_reason": self.abstain_reason,
             "timings": self.timings,
             "models": self.models,
             "index_version": self.index_version,

@@ -69,10 +69,11 @@ class GeneratorSettings(BaseModel):
 
 
 class AnswerSettings(BaseModel):
-    evidence_tokens: int = 1500
-    max_passages: int = 6
-    min_retrieval_score: float = 0.35  # abstain when the best passage's dense cosine is below this
-    support_threshold: float = 0.55  # verifier score a cited sentence needs (eval/verification.py calibrates)
+    evidence_tokens: int = 1000  # passages shown to the generator (embedder tokens); prompt size drives CPU latency
+    max_passages: int = 5
+    min_retrieval_score: float = 0.4  # abstain when the best passage's dense cosine is below this
+    support_threshold: float = 0.7  # verifier score a cited sentence needs (eval/verification.py calibrates)
+    repair_citations: bool = True  # re-cite a sentence to the one passage that clearly supports it (noted)
     drop_unsupported: bool = False
     abstain_unsupported_fraction: float = 0.5  # abstain when more than this share of claims fails verification
     max_question_chars: int = 2000

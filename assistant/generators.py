@@ -1,0 +1,266 @@
+"""Answer generators behind one interface: `generate(messages) -> str` and `stream(messages) -> Iterator[str]`.
+
+    LocalGenerator       a GGUF run in-process by llama.cpp (xllamacpp), with the model's own chat template
+    OpenAIGenerator      any OpenAI-compatible chat endpoint (Azure AI Foundry, vLLM, Ollama, llama.cpp server)
+    ExtractiveGenerator  no LLM: the passage sentences closest to the question, each cited [n]; deterministic
+
+`get_generator(settings)` picks one from settings.generator.kind; when the local model is not installed it
+falls back to the extractive generator (its `name` says so).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from assistant.errors import EndpointError, GeneratorError
+from assistant.prompts import NOT_FOUND, Message, parse_answer_messages
+from assistant.verify import cached_embed, content_stems, split_sentences
+from carecite.models import ModelMissingError, get_embedder, gguf_path
+from carecite.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Generator(Protocol):
+    name: str  # model id for answers and the audit log, e.g. "local:qwen2.5-coder-1.5b"
+
+    def generate(self, messages: Sequence[Message]) -> str: ...
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]: ...
+
+
+# ---------------------------------------------------------------- local GGUF (llama.cpp via xllamacpp)
+
+_servers: dict[tuple, object] = {}
+_servers_lock = threading.Lock()
+
+
+def _llama_server(path: str, n_ctx: int, n_threads: int):
+    """One llama.cpp server per (model, context, threads) in this process; loading is the slow part."""
+    key = (path, n_ctx, n_threads)
+    with _servers_lock:
+        if key not in _servers:
+            import xllamacpp as xlc
+            p = xlc.CommonParams()
+            p.model.path = path
+            p.n_ctx = n_ctx
+            p.n_parallel = 1
+            p.cpuparams.n_threads = n_threads
+            p.cpuparams_batch.n_threads = n_threads
+            p.verbosity = -1
+            p.warmup = False
+            p.ui = False
+            # xllamacpp also listens on 127.0.0.1; a random key keeps other local processes off it.
+            p.api_keys = [secrets.token_hex(16)]
+            _servers[key] = xlc.Server(p)
+        return _servers[key]
+
+
+def _llama_error(res: dict) -> str | None:
+    err = res.get("error") if isinstance(res.get("error"), dict) else (res if "code" in res and "message" in res
+                                                                         else None)
+    if not err:
+        return None
+    msg = str(err.get("message", err))
+    if err.get("type") == "exceed_context_size_error":
+        msg += " (raise generator.n_ctx or lower answer.evidence_tokens)"
+    return msg
+
+
+class LocalGenerator:
+    def __init__(self, settings: Settings):
+        g = settings.generator
+        self.path = str(gguf_path(settings))  # ModelMissingError / ModelIntegrityError name the package
+        self.name = f"local:{g.local_model}"
+        self.n_ctx, self.n_threads = g.n_ctx, g.n_threads
+        self.max_tokens, self.temperature = g.max_tokens, g.temperature
+
+    def _request(self, messages: Sequence[Message], stream: bool) -> dict:
+        return {"messages": list(messages), "max_tokens": self.max_tokens, "temperature": self.temperature,
+                "seed": 0, "stream": stream}
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        res = _llama_server(self.path, self.n_ctx, self.n_threads).handle_chat_completions(
+            self._request(messages, False))
+        if (err := _llama_error(res)) is not None:
+            raise GeneratorError(f"local model {self.name} failed: {err}")
+        return res["choices"][0]["message"].get("content") or ""
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        server = _llama_server(self.path, self.n_ctx, self.n_threads)
+        chunks: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def on_chunk(chunk) -> bool:  # returning True asks llama.cpp to stop generating
+            chunks.put(chunk)
+            return stop.is_set()
+
+        def run() -> None:
+            try:
+                server.handle_chat_completions(self._request(messages, True), on_chunk)
+            except Exception as e:  # noqa: BLE001 - handed to the consumer
+                chunks.put(e)
+            finally:
+                chunks.put(done)
+
+        threading.Thread(target=run, name="llama-stream", daemon=True).start()
+        try:
+            while (item := chunks.get()) is not done:
+                if isinstance(item, Exception):
+                    raise GeneratorError(f"local model {self.name} failed: {item}") from item
+                if (err := _llama_error(item)) is not None:
+                    raise GeneratorError(f"local model {self.name} failed: {err}")
+                for choice in item.get("choices") or []:
+                    if text := (choice.get("delta") or {}).get("content"):
+                        yield text
+        finally:
+            stop.set()  # the consumer stopped early, or we are done: stop generating
+
+
+# ---------------------------------------------------------------- OpenAI-compatible endpoint
+
+class OpenAIGenerator:
+    def __init__(self, settings: Settings):
+        g = settings.generator
+        if not g.base_url:
+            raise GeneratorError("generator.kind=openai needs an endpoint: set CARECITE_GENERATOR__BASE_URL "
+                                 "(e.g. http://127.0.0.1:8080/v1)")
+        if not g.model:
+            raise GeneratorError(f"generator.kind=openai needs a model name for {g.base_url}: "
+                                 "set CARECITE_GENERATOR__MODEL")
+        import openai
+        self._openai = openai
+        self.base_url, self.model = g.base_url, g.model
+        self.name = f"openai:{g.model}@{g.base_url}"
+        self.max_tokens, self.temperature = g.max_tokens, g.temperature
+        # One try per call: an unreachable endpoint fails fast instead of retrying in a storm.
+        self.client = openai.OpenAI(base_url=g.base_url, api_key=g.api_key or "none", timeout=g.timeout_s,
+                                    max_retries=0)
+
+    def _call(self, messages: Sequence[Message], stream: bool):
+        try:
+            return self.client.chat.completions.create(model=self.model, messages=list(messages), stream=stream,
+                                                       max_tokens=self.max_tokens, temperature=self.temperature)
+        except self._openai.APIError as e:
+            raise self._error(e) from e
+
+    def _error(self, e: Exception) -> EndpointError:
+        if isinstance(e, self._openai.APITimeoutError):
+            return EndpointError(f"the OpenAI-compatible endpoint at {self.base_url} timed out "
+                                 f"(generator.timeout_s); no retry was made")
+        if isinstance(e, self._openai.APIConnectionError):
+            return EndpointError(f"cannot reach the OpenAI-compatible endpoint at {self.base_url}: {e}; "
+                                 "check generator.base_url and that the server is running (no retry was made)")
+        if isinstance(e, self._openai.APIStatusError):
+            return EndpointError(f"the endpoint at {self.base_url} answered HTTP {e.status_code} for model "
+                                 f"{self.model!r}: {e.message}")
+        return EndpointError(f"the endpoint at {self.base_url} failed: {e}")
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        res = self._call(messages, False)
+        return (res.choices[0].message.content or "") if res.choices else ""
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        chunks = self._call(messages, True)
+        try:
+            for chunk in chunks:
+                for choice in chunk.choices or []:
+                    if choice.delta and choice.delta.content:
+                        yield choice.delta.content
+        except self._openai.APIError as e:
+            raise self._error(e) from e
+        finally:
+            chunks.close()
+
+
+# ---------------------------------------------------------------- extractive (no LLM)
+
+LEXICAL_WEIGHT = 0.3
+
+
+class ExtractiveGenerator:
+    """The passage sentences most similar to the question, best first, each followed by its [n].
+
+    Deterministic; answers only CareCite answer prompts (prompts.answer_messages), replying NOT_FOUND when no
+    sentence reaches `min_score` (cosine to the question plus a small bonus for shared content words)."""
+
+    name = "extractive"
+
+    def __init__(self, embedder, max_sentences: int = 4, min_score: float = 0.45, min_words: int = 5):
+        self.embed = cached_embed(embedder)
+        self.max_sentences, self.min_score, self.min_words = max_sentences, min_score, min_words
+
+    def select(self, question: str, passages: Sequence[str]) -> list[tuple[str, int, float]]:
+        """(sentence, passage number, score) chosen for the answer, best first.
+
+        score = cosine(question, sentence) + LEXICAL_WEIGHT * the IDF-weighted share of the question's content
+        words in the sentence (IDF over the candidate sentences: words every passage repeats, like the disease
+        name, count little; the asked-about word, like "diagnosed", counts a lot)."""
+        cands = [(s, n) for n, p in enumerate(passages, 1) for s in split_sentences(p)
+                 if len(s.split()) >= self.min_words and not s.endswith(("?", ":"))]
+        if not cands:
+            return []
+        vecs = self.embed([question] + [s for s, _ in cands])
+        sims = vecs[1:] @ vecs[0]
+        q_stems = content_stems(question)
+        c_stems = [content_stems(s) for s, _ in cands]
+        idf = {t: math.log(1 + len(cands) / (1 + sum(t in cs for cs in c_stems))) for t in q_stems}
+        total = sum(idf.values()) or 1.0
+        scores = [float(sim) + LEXICAL_WEIGHT * sum(idf[t] for t in q_stems & cs) / total
+                  for sim, cs in zip(sims, c_stems)]
+        chosen: list[tuple[str, int, float]] = []
+        seen: list[set[str]] = []
+        for i in np.argsort(-np.array(scores), kind="stable"):
+            s, n = cands[i]
+            if scores[i] < self.min_score or len(chosen) >= self.max_sentences:
+                break
+            words = set(s.lower().split())
+            if any(len(words & w) / len(words | w) >= 0.6 for w in seen):  # near-duplicate sentence
+                continue
+            seen.append(words)
+            chosen.append((s, n, scores[i]))
+        return chosen
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        try:
+            question, passages = parse_answer_messages(messages)
+        except ValueError as e:
+            raise GeneratorError(f"the extractive generator only answers CareCite answer prompts: {e}") from e
+        chosen = self.select(question, passages)
+        if not chosen:
+            return NOT_FOUND
+        return " ".join(f"{s.rstrip('.!').rstrip()} [{n}]{s[-1] if s[-1] in '.!' else '.'}" for s, n, _ in chosen)
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        text = self.generate(messages)
+        parts = text.split(" ")
+        for i, word in enumerate(parts):
+            yield word if i == len(parts) - 1 else word + " "
+
+
+# ---------------------------------------------------------------- factory
+
+def get_generator(settings: Settings, kind: str | None = None) -> Generator:
+    """The configured generator; kind overrides settings.generator.kind (local | openai | extractive)."""
+    kind = kind or settings.generator.kind
+    if kind == "local":
+        try:
+            return LocalGenerator(settings)
+        except ModelMissingError as e:
+            log.warning("local model unavailable (%s); answering with the extractive generator", e)
+            gen = ExtractiveGenerator(get_embedder(settings))
+            gen.name = "extractive (fallback: local model not installed)"
+            return gen
+    if kind == "openai":
+        return OpenAIGenerator(settings)
+    if kind == "extractive":
+        return ExtractiveGenerator(get_embedder(settings))
+    raise GeneratorError(f"unknown generator kind {kind!r}; choose local, openai or extractive")
