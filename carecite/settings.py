@@ -44,9 +44,10 @@ class ChunkSettings(BaseModel):
 class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     top_k: int = 10
-    rrf_k: int = 60
+    # Tuned on the tune half of clinical-dev (`carecite eval retrieval ... --tune`); see the README table.
+    rrf_k: int = 30
     dense_weight: float = 1.0
-    sparse_weight: float = 0.5
+    sparse_weight: float = 1.0
     prefetch_limit: int = 100
     reranker: str | None = Field(None, description="Cross-encoder path or hub name; off by default (no offline weights).")
 
