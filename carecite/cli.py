@@ -258,11 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid-search RRF weights/k on the tune half first, then evaluate with the best")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_eval_retrieval)
-    try:
-        from eval.commands import add_eval_commands
-        add_eval_commands(ev)
-    except ImportError:
-        pass
+    from eval.commands import add_eval_commands
+    add_eval_commands(ev)
 
     q = sub.add_parser("loadtest", help="bounded load test of the HTTP API (20 clients x 10 questions)")
     q.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for eval.loadtest (--serve, --base-url, ...)")

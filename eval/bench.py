@@ -127,11 +127,11 @@ def bench_latency(settings: Settings, sizes: list[int], n_queries: int, base_tex
     return rows
 
 
-def run_benchmark(settings: Settings, sizes=(10_000, 100_000), queries: int = 200, ingest_docs: int = 500) -> dict:
+def run_benchmark(settings: Settings, sizes=(10_000, 100_000), queries: int = 200, ingest_docs: int = 300) -> dict:
     with tempfile.TemporaryDirectory(prefix="carecite-bench-") as tmp:
         tmp = Path(tmp)
         ing = bench_ingest(settings, ingest_docs, tmp)
-        texts, vecs = _base_points(settings, min(max(sizes), 5000))
+        texts, vecs = _base_points(settings, min(max(sizes), 2000))
         lat = bench_latency(settings, list(sizes), queries, texts, vecs, tmp)
     out = {"ingest": ing, "latency": lat}
     lines = ["## Ingestion", f"- {ing['chunks']} chunks from {ing['docs']} passages: pipeline {ing['pipeline_chunks_per_s']} "
