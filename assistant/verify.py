@@ -109,7 +109,7 @@ def parse_answer(text: str) -> list[Claim]:
             for n in (n for g in _CITATION.findall(lead.group(0)) for n in _numbers_in(g)):
                 if n not in prev.cited:
                     prev.cited.append(n)
-            prev.text = f"{prev.text} {lead.group(0).strip()}"
+            prev.text = set_citations(prev.text, prev.cited)
             sent = sent[lead.end():].strip()
             if not sent:
                 continue
@@ -118,6 +118,8 @@ def parse_answer(text: str) -> list[Claim]:
             for n in _numbers_in(g):
                 if n not in cited:
                     cited.append(n)
+        if lead and not claims:  # "[1] First sentence." -> "First sentence [1]."
+            sent = set_citations(sent, cited)
         claims.append(Claim(sent, strip_citations(sent), cited))
     return claims
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.verify import SEM_WEIGHT, Support, Verifier, has_negation, quantities, split_sentences
-from carecite.models import get_embedder
+from carecite.models import get_embedder, gguf_path
 from carecite.settings import Settings
 from eval.metrics import iter_corpus, load_qrels, load_queries, stable_hash
 from eval.retrieval import CachedEmbedder
@@ -444,6 +444,8 @@ def measure_abstention(settings: Settings | None = None, n: int = 60, n_absent: 
         s = build_dev_index(settings, rows_idx, Path(tmp), embedder=emb)
         emb.save()
         s.answer.min_retrieval_score = -1.0  # gate applied afterwards, per threshold
+        if generator == "local":  # the model cached under the real data dir, not assembled again in tmp
+            s.generator.local_model = str(gguf_path(settings))
         with Assistant(s, generator=get_generator(s, generator)) as a:
             for text, ok, kind, qid in cases:
                 ans = a.ask(text)
@@ -464,7 +466,9 @@ def measure_abstention(settings: Settings | None = None, n: int = 60, n_absent: 
         m = _rates(tune, float(t))
         sweep.append({"threshold": round(float(t), 3), **m,
                       "balanced_error": (m["false_abstain_rate"] + m["false_answer_rate"]) / 2})
-    best = min(sweep, key=lambda r: (r["balanced_error"], r["false_abstain_rate"]))
+    lowest = min(r["balanced_error"] for r in sweep)
+    plateau = [r for r in sweep if r["balanced_error"] == lowest]
+    best = plateau[len(plateau) // 2]  # the middle of the best range: least sensitive to the sample
     configured = settings.answer.min_retrieval_score
     ans_rows = [r for r in out_rows if r["answerable"]]
     return {

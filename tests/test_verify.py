@@ -36,7 +36,8 @@ def one(verifier, answer, passages):
 def test_parse_citations_forms():
     claims = parse_answer("A1C measures glucose [1]. It is given in percent. [2] Goals vary [1, 3][4]. Ranges [2-4].")
     assert [c.cited for c in claims] == [[1], [2], [1, 3, 4], [2, 3, 4]]
-    assert claims[1].claim == "It is given in percent."
+    assert claims[1].claim == "It is given in percent." and claims[1].text == "It is given in percent [2]."
+    assert parse_answer("[2] Opening sentence. Next [1].")[0].text == "Opening sentence [2]."
     assert keep_citations("Goals vary [1, 7][9].", {1}) == "Goals vary [1]."
 
 
