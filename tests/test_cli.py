@@ -48,7 +48,8 @@ def test_ingest_and_search_with_network_blocked(tmp_path, data_mirror):
 
 def test_search_stats_and_errors(small_index):
     env = {"CARECITE_PATHS__DATA_DIR": str(small_index.paths.data_dir)}
-    out = run_cli(["search", "what are the symptoms of type 2 diabetes", "--top-k", "3"], env)
+    out = run_cli(["search", "what are the symptoms of type 2 diabetes", "--top-k", "3",
+                   "--filter", "doc_type=guideline"], env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("[1]") and "MedQuAD" in out.stdout
     js = json.loads(run_cli(["search", "knee pain", "--filter", "doc_type=case", "--json"], env).stdout)
