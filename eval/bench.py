@@ -8,6 +8,7 @@ Query embedding is excluded from the latencies (vectors are computed first).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -94,6 +95,7 @@ def bench_latency(settings: Settings, sizes: list[int], n_queries: int, base_tex
                 ix.upsert(chunks, vecs[s:s + len(chunks)], [bm25.encode_document(sparse_text(c)) for c in chunks])
             ix.set_meta({"bm25_avg_len": bm25.avg_len})
             ix.optimize()
+            indexed = ix.shard.info().indexed_vectors_count  # dense + sparse; 2*size once HNSW is built
             qs = [bm25.encode_query(q) for q in queries]
             for qv, qsp in zip(qvecs[:5], qs[:5]):  # warm-up
                 ix.search(qv, qsp, mode="hybrid", top_k=10)
@@ -118,7 +120,8 @@ def bench_latency(settings: Settings, sizes: list[int], n_queries: int, base_tex
             np.argpartition(-s, 10)[:10]
             bm_lat.append(time.perf_counter() - t0)
         hy = _pct(lat["hybrid"])
-        row = {"chunks": size, "qdrant_hybrid": hy, "qdrant_dense": _pct(lat["dense"]),
+        row = {"chunks": size, "indexed_vectors": indexed, "load_avg_1m": round(os.getloadavg()[0], 2),
+               "qdrant_hybrid": hy, "qdrant_dense": _pct(lat["dense"]),
                "qdrant_sparse": _pct(lat["sparse"]), "numpy_dense_scan": _pct(np_lat), "rank_bm25": _pct(bm_lat),
                "rank_bm25_queries": len(bm_lat)}
         row["numpy_scan_over_hybrid_p50"] = round(row["numpy_dense_scan"]["p50_ms"] / hy["p50_ms"], 2)
@@ -139,11 +142,13 @@ def run_benchmark(settings: Settings, sizes=(10_000, 100_000), queries: int = 20
              f"- re-ingest unchanged: {ing['reingest_unchanged_s']} s, {ing['reingest_chunks_written']} chunks written",
              f"- index on disk: {ing['index_bytes'] / 1e6:.1f} MB ({ing['index_bytes_per_chunk']} B/chunk)", "",
              "## Query latency (ms, query embedding excluded)",
-             "| chunks | hybrid p50 | hybrid p95 | dense p50 | sparse p50 | numpy scan p50 | rank-bm25 p50 | scan/hybrid | bm25/hybrid |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| chunks | hybrid p50 | hybrid p95 | dense p50 | sparse p50 | numpy scan p50 | rank-bm25 p50 | scan/hybrid | bm25/hybrid | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in lat:
         lines.append(f"| {r['chunks']} | {r['qdrant_hybrid']['p50_ms']} | {r['qdrant_hybrid']['p95_ms']} | "
                      f"{r['qdrant_dense']['p50_ms']} | {r['qdrant_sparse']['p50_ms']} | {r['numpy_dense_scan']['p50_ms']} | "
-                     f"{r['rank_bm25']['p50_ms']} | {r['numpy_scan_over_hybrid_p50']}x | {r['rank_bm25_over_hybrid_p50']}x |")
+                     f"{r['rank_bm25']['p50_ms']} | {r['numpy_scan_over_hybrid_p50']}x | {r['rank_bm25_over_hybrid_p50']}x | {r['load_avg_1m']} |")
+    lines.append("\nTimings are only comparable within one run; a load average above the core count "
+                 f"({os.cpu_count()}) means other processes shared the CPUs.")
     out["table"] = "\n".join(lines)
     return out
