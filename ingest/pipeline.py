@@ -142,6 +142,7 @@ class Ingestor:
         report = IngestReport(sources=[s.name for s in specs])
         meta = self.index.get_meta()
         fingerprints = dict(meta.get("fingerprints", {}))
+        known_errors = dict(meta.get("source_errors", {}))  # bad files of unchanged sources, re-reported on skip
         pending: list[tuple[Document, list[Chunk], bool]] = []  # (doc, chunks, replaces a stored version)
 
         for spec in specs:
@@ -153,9 +154,10 @@ class Ingestor:
                 continue
             files = _corpus_files(spec, self.mirror)
             fp = fingerprint(files, extra=f"{spec.doc_type}|{spec.source}|{spec.limit}|{self.phi_policy}|"
-                                          f"{self.max_tokens}|{self.overlap_tokens}") if files else ""
+                                          f"{self.max_tokens}|{self.overlap_tokens}|{self.max_bytes}") if files else ""
             if fp and fingerprints.get(spec.corpus_key) == fp and not purge:
                 report.skipped_sources.append(spec.name)
+                report.errors += [(f, f"{m} (unchanged since the last ingest)") for f, m in known_errors.get(spec.corpus_key, [])]
                 continue
             stored = self.index.doc_hashes(Filters(corpus=[spec.corpus_key]))
             seen: set[str] = set()
@@ -191,12 +193,14 @@ class Ingestor:
                 if gone:
                     self.index.delete_docs(gone)
                     report.docs_removed += len(gone)
-            # Record the fingerprint only when the whole source went in cleanly.
-            if fp and len(report.errors) == n_errors_before:
+            # Bad files are content-determined, so an unchanged source can be skipped next time; its errors are kept.
+            if fp:
                 fingerprints[spec.corpus_key] = fp
+                known_errors[spec.corpus_key] = [list(e) for e in report.errors[n_errors_before:]]
 
         self._write(pending, report, meta)
-        meta = {**self.index.get_meta(), "fingerprints": fingerprints}
+        meta = {**self.index.get_meta(), "fingerprints": fingerprints,
+                "source_errors": {k: v for k, v in known_errors.items() if v}}
         if report.chunks_written or report.docs_removed:
             meta["version"] = f"{INDEX_VERSION}.{int(time.time())}"
             self.index.set_meta(meta)

@@ -55,6 +55,11 @@ def test_incremental_change_purge_and_bad_files(tmp_settings, embedder, data_mir
         assert sepsis and all("30 mL/kg" not in c.text for c in sepsis)
         assert any("three hours" in c.text for c in sepsis)
         assert index.count() >= n - 2  # nothing else was lost
+        # Unchanged again: skipped without parsing, and the bad files are still reported.
+        fourth = _ingestor(index, embedder, s).run([spec])
+        assert fourth.skipped_sources == ["guides"] and fourth.chunks_written == 0
+        assert {Path(f).name for f, _ in fourth.errors} == failed
+        assert all(m.endswith("(unchanged since the last ingest)") for _, m in fourth.errors)
 
         # Removed files are purged only when asked.
         (guides / "asthma.txt").unlink()
