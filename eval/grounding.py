@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from assistant.types import Answer
 from assistant.verify import Verifier, strip_citations
-from eval.reports import append_jsonl, read_jsonl
+from eval.reports import append_jsonl, read_jsonl, resume_jsonl
 from indexes.types import Filters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,9 +122,7 @@ def run_grounding(questions: Iterable[GroundingQuestion], assistant, out_path: P
     """Answer each question not yet in out_path (append-only JSONL), then score all given questions."""
     out_path = Path(out_path)
     questions = list(questions)
-    done = {r["id"]: r for r in read_jsonl(out_path, repair=True)} if out_path.exists() else {}
-    if done and not resume:
-        raise FileExistsError(f"{out_path} already holds {len(done)} answers; pass resume=True or another path")
+    done = resume_jsonl(out_path, "id", resume, "answers")
     pending = [q for q in questions if q.qid not in done]
     for q in tqdm(pending, desc="grounding", unit="q", disable=not progress or not pending, dynamic_ncols=True):
         record = answer_one(assistant, q)

@@ -128,30 +128,25 @@ def group_means(per_query: Mapping[str, Mapping[str, float]],
 
 # ---------------------------------------------------------------- BEIR files
 
-def iter_corpus(path: Path) -> Iterator[dict]:
-    """Rows of a BEIR corpus.jsonl (each with '_id', 'title', 'text', ...)."""
+def _beir_rows(path: Path, what: str) -> Iterator[dict]:
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             row = json.loads(line)
             if "_id" not in row or "text" not in row:
-                raise ValueError(f"{path}:{n}: corpus row lacks '_id' or 'text'")
+                raise ValueError(f"{path}:{n}: {what} row lacks '_id' or 'text'")
             yield row
+
+
+def iter_corpus(path: Path) -> Iterator[dict]:
+    """Rows of a BEIR corpus.jsonl (each with '_id', 'title', 'text', ...)."""
+    return _beir_rows(path, "corpus")
 
 
 def load_queries(path: Path) -> dict[str, dict]:
     """queries.jsonl as {qid: row} (row has 'text' and any extra fields such as 'set')."""
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "_id" not in row or "text" not in row:
-                raise ValueError(f"{path}:{n}: query row lacks '_id' or 'text'")
-            out[str(row["_id"])] = row
-    return out
+    return {str(row["_id"]): row for row in _beir_rows(path, "query")}
 
 
 def load_qrels(path: Path) -> Qrels:

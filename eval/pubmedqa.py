@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from eval.reports import append_jsonl, read_jsonl
+from eval.reports import append_jsonl, read_jsonl, resume_jsonl
 
 LABELS = ("yes", "no", "maybe")
 CONTEXT_SETTINGS = ("none", "oracle", "retrieved")
@@ -175,9 +175,7 @@ def run_pubmedqa(items: Iterable[PubMedQAItem], answer_fn: AnswerFn, out_path: P
     """
     out_path = Path(out_path)
     items = list(items)
-    done = {r["pmid"]: r for r in read_jsonl(out_path, repair=True)} if out_path.exists() else {}
-    if done and not resume:
-        raise FileExistsError(f"{out_path} already holds {len(done)} predictions; pass resume=True or another path")
+    done = resume_jsonl(out_path, "pmid", resume, "predictions")
     pending = [it for it in items if it.pmid not in done]
     for item in tqdm(pending, desc="PubMedQA", unit="q", disable=not progress or not pending, dynamic_ncols=True):
         context = context_fn(item) if context_fn else None

@@ -28,6 +28,14 @@ def append_jsonl(path: Path | str, record: Mapping) -> None:
         os.fsync(f.fileno())
 
 
+def resume_jsonl(path: Path, key: str, resume: bool, noun: str = "records") -> dict[str, dict]:
+    """Records already in an append-only run file, by `key`; with resume=False an existing file is an error."""
+    done = {r[key]: r for r in read_jsonl(path, repair=True)} if path.exists() else {}
+    if done and not resume:
+        raise FileExistsError(f"{path} already holds {len(done)} {noun}; pass resume=True or another path")
+    return done
+
+
 def read_jsonl(path: Path | str, repair: bool = False) -> list[dict]:
     """All records of a JSONL file. A final line cut short by a crash (no newline, not valid JSON) is an error,
     or with repair=True is cut off the file (and a missing final newline added) so appending can go on.

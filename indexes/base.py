@@ -32,6 +32,14 @@ class SparseVec:
         return f"SparseVec({len(self.indices)} terms)"
 
 
+def record_vectors(v: dict | None) -> dict:
+    """A stored point's named vectors as {dense: list, bm25: SparseVec} (both backends' records look alike)."""
+    v = v or {}
+    sv = v.get(SPARSE)
+    return {DENSE: list(v.get(DENSE) or []),
+            SPARSE: SparseVec(list(sv.indices), list(sv.values)) if sv is not None else SparseVec([], [])}
+
+
 class VectorIndex(ABC):
     """Dense + BM25-sparse named vectors per chunk; fusion runs inside Qdrant."""
 

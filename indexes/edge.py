@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from indexes.base import DENSE, SPARSE, IndexLockedError, IndexMissingError, Mode, SparseVec, VectorIndex
+from indexes.base import (DENSE, SPARSE, IndexLockedError, IndexMissingError, Mode, SparseVec, VectorIndex,
+                          record_vectors)
 from indexes.types import Chunk, Filters, Hit
 
 META_FILE = "carecite_meta.json"
@@ -137,13 +138,7 @@ class EdgeIndex(VectorIndex):
             recs, offset = self.shard.scroll(qe.ScrollRequest(offset=offset, limit=batch, filter=flt,
                                                               with_payload=fields or True, with_vector=with_vectors))
             for r in recs:
-                vec = None
-                if with_vectors:
-                    v = r.vector or {}
-                    sv = v.get(SPARSE)
-                    vec = {DENSE: list(v.get(DENSE) or []),
-                           SPARSE: SparseVec(list(sv.indices), list(sv.values)) if sv is not None else SparseVec([], [])}
-                yield Chunk.from_payload(r.id, r.payload or {}), vec
+                yield Chunk.from_payload(r.id, r.payload or {}), record_vectors(r.vector) if with_vectors else None
             if offset is None:
                 return
 

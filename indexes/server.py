@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models as qm
 
-from indexes.base import DENSE, SPARSE, IndexMissingError, Mode, SparseVec, VectorIndex
+from indexes.base import DENSE, SPARSE, IndexMissingError, Mode, SparseVec, VectorIndex, record_vectors
 from indexes.edge import KEYWORD_FIELDS, _ts
 from indexes.types import Chunk, Filters, Hit
 
@@ -95,13 +95,7 @@ class ServerIndex(VectorIndex):
             recs, offset = self.client.scroll(self.collection, scroll_filter=flt, limit=batch, offset=offset,
                                               with_payload=fields or True, with_vectors=with_vectors)
             for r in recs:
-                vec = None
-                if with_vectors:
-                    v = r.vector or {}
-                    sv = v.get(SPARSE)
-                    vec = {DENSE: list(v.get(DENSE) or []),
-                           SPARSE: SparseVec(list(sv.indices), list(sv.values)) if sv is not None else SparseVec([], [])}
-                yield Chunk.from_payload(r.id, r.payload or {}), vec
+                yield Chunk.from_payload(r.id, r.payload or {}), record_vectors(r.vector) if with_vectors else None
             if offset is None:
                 return
 
