@@ -32,7 +32,8 @@ def cmd_ingest(args) -> int:
         if n.strip():
             specs.append(SourceSpec(n.strip(), limit=args.limit))
     for p in args.paths:
-        specs.append(SourceSpec(p, path=Path(p), doc_type=args.doc_type, source=args.source))
+        specs.append(SourceSpec(p, path=Path(p), doc_type=args.doc_type, source=args.source,
+                                specialty=[x.strip().lower() for x in (args.specialty or "").split(",") if x.strip()] or None))
     embedder = get_embedder(s)
     with open_index(s, create=True, dim=embedder.dim) as index:
         ing = Ingestor(index, embedder, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "medquad,openstax-nursing,aci-bench when no paths are given")
     q.add_argument("--doc-type", choices=["guideline", "case", "reference", "literature"], help="for your files")
     q.add_argument("--source", help="source label for your files")
+    q.add_argument("--specialty", help="comma-separated specialties for your files (e.g. cardiology,critical care)")
     q.add_argument("--phi-policy", choices=["reject", "mask"], help="what to do with PHI in case documents")
     q.add_argument("--purge", action="store_true", help="remove documents whose files are gone")
     q.add_argument("--limit", type=int, help="read at most N documents per named corpus")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,11 @@ class SparseVec:
 
     def __repr__(self) -> str:
         return f"SparseVec({len(self.indices)} terms)"
+
+
+class StoredDoc(NamedTuple):
+    content_hash: str  # "" when not all of the document's chunks are stored (an interrupted ingest)
+    meta_hash: str  # "" for chunks written before meta_hash existed
 
 
 def record_vectors(v: dict | None) -> dict:
@@ -70,17 +75,22 @@ class VectorIndex(ABC):
         """Every chunk matching the filters; with_vectors gives {"dense": [...], "bm25": SparseVec};
         fields limits the payload read."""
 
-    def doc_hashes(self, filters: Filters | None = None) -> dict[str, str]:
-        """doc_id -> content_hash of every stored document matching the filters. A document whose chunks are
-        not all stored (an interrupted ingest) maps to "" so that it is written again."""
-        hashes: dict[str, str] = {}
+    def stored_docs(self, filters: Filters | None = None) -> dict[str, StoredDoc]:
+        """doc_id -> (content_hash, meta_hash) of every stored document matching the filters. A document whose
+        chunks are not all stored (an interrupted ingest) has content_hash "" so that it is written again."""
+        docs: dict[str, StoredDoc] = {}
         seen: dict[str, int] = {}
         expected: dict[str, int] = {}
-        for c, _ in self.scroll(filters, batch=1024, fields=["doc_id", "content_hash", "doc_chunks"]):
-            hashes[c.doc_id] = c.metadata.get("content_hash", "")
+        for c, _ in self.scroll(filters, batch=1024, fields=["doc_id", "content_hash", "meta_hash", "doc_chunks"]):
+            docs[c.doc_id] = StoredDoc(c.metadata.get("content_hash", ""), c.metadata.get("meta_hash", ""))
             seen[c.doc_id] = seen.get(c.doc_id, 0) + 1
             expected[c.doc_id] = int(c.metadata.get("doc_chunks") or 0)
-        return {d: (h if seen[d] == expected[d] else "") for d, h in hashes.items()}
+        return {d: (s if seen[d] == expected[d] else StoredDoc("", s.meta_hash)) for d, s in docs.items()}
+
+    @abstractmethod
+    def set_doc_metadata(self, doc_id: str, metadata: dict[str, Any], unset: Sequence[str] = ()) -> None:
+        """Overwrite document-level payload keys, and drop `unset` ones, on all of a document's chunks
+        (vectors and text untouched)."""
 
     @abstractmethod
     def get(self, ids: Sequence[str]) -> list[Chunk]: ...

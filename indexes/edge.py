@@ -94,6 +94,12 @@ class EdgeIndex(VectorIndex):
                             if keep_hash else None)
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
 
+    def set_doc_metadata(self, doc_id: str, metadata: dict, unset: Sequence[str] = ()) -> None:
+        flt = qe.Filter(must=[qe.FieldCondition("doc_id", match=qe.MatchValue(doc_id))])
+        self.shard.update(qe.UpdateOperation.set_payload_by_filter(flt, dict(metadata)))
+        if unset:
+            self.shard.update(qe.UpdateOperation.delete_payload_by_filter(flt, list(unset)))
+
     def optimize(self) -> None:
         self.shard.optimize()
         self.shard.flush()

@@ -54,6 +54,12 @@ class ServerIndex(VectorIndex):
                             if keep_hash else None)
             self.client.delete(self.collection, qm.FilterSelector(filter=flt), wait=True)
 
+    def set_doc_metadata(self, doc_id: str, metadata: dict, unset: Sequence[str] = ()) -> None:
+        sel = qm.FilterSelector(filter=qm.Filter(must=[qm.FieldCondition(key="doc_id", match=qm.MatchValue(value=doc_id))]))
+        self.client.set_payload(self.collection, payload=dict(metadata), points=sel, wait=True)
+        if unset:
+            self.client.delete_payload(self.collection, keys=list(unset), points=sel, wait=True)
+
     def search(self, dense, sparse, *, mode: Mode = "hybrid", filters=None, top_k=10, rrf_k=60,
                weights=(1.0, 1.0), prefetch_limit=100) -> list[Hit]:
         flt = to_client_filter(filters)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +23,13 @@ class Document:
     sections: list[Section]
     url: str | None = None
     path: str | None = None  # file it came from
-    specialty: str | None = None
+    specialty: list[str] | None = None  # where the publisher makes it known (e.g. NCI -> oncology)
     date: str | None = None  # ISO date where known
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.specialty, str):
+            self.specialty = [self.specialty]
 
     @property
     def content_hash(self) -> str:
@@ -35,11 +40,14 @@ class Document:
         return h.hexdigest()[:32]
 
     def metadata(self) -> dict[str, Any]:
+        """Document-level payload of every chunk; meta_hash lets a metadata-only change skip re-embedding."""
         meta = {"doc_type": self.doc_type, "source": self.source, "title": self.title,
-                "url": self.url, "path": self.path, "specialty": self.specialty, "date": self.date,
-                "content_hash": self.content_hash}
+                "url": self.url, "path": self.path, "specialty": self.specialty or None, "date": self.date}
         meta.update(self.extra)
-        return {k: v for k, v in meta.items() if v is not None}
+        meta = {k: v for k, v in meta.items() if v is not None}
+        meta["meta_hash"] = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        meta["content_hash"] = self.content_hash
+        return meta
 
 
 class ReaderError(ValueError):

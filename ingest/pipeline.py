@@ -21,10 +21,11 @@ from indexes.types import Chunk, Filters
 from ingest.chunker import chunk_document
 from ingest.documents import Document, ReaderError
 from ingest.phi import guard
-from ingest.readers import CORPORA, corpus_files, read_corpus, read_path
+from ingest.readers import CORPORA, READER_VERSION, corpus_files, read_corpus, read_path
 
 DEFAULT_CORPUS = ("medquad", "openstax-nursing", "aci-bench")
 INDEX_VERSION = 1
+DOC_META_KEYS = ("url", "path", "specialty", "date")  # optional document-level keys a relabel may drop
 GENERIC_SUFFIXES = {".md", ".markdown", ".html", ".htm", ".txt", ".pdf", ".xml", ".jsonl", ".json", ".csv"}
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -37,6 +38,7 @@ class SourceSpec:
     path: Path | None = None
     doc_type: str | None = None
     source: str | None = None
+    specialty: list[str] | None = None  # for the institution's own files; named corpora carry their own
     limit: int | None = None
 
     @property
@@ -52,6 +54,7 @@ class IngestReport:
     docs_changed: int = 0
     docs_unchanged: int = 0
     docs_removed: int = 0
+    docs_relabelled: int = 0  # text unchanged, metadata rewritten in place
     chunks_written: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
     phi: list[dict] = field(default_factory=list)  # per-document PHI reports (rejected or masked)
@@ -66,7 +69,8 @@ class IngestReport:
         lines = [f"sources: {', '.join(self.sources) or '-'}"
                  + (f" (unchanged, skipped: {', '.join(self.skipped_sources)})" if self.skipped_sources else ""),
                  f"documents: {self.docs_new} new, {self.docs_changed} changed, {self.docs_unchanged} unchanged, "
-                 f"{self.docs_removed} removed",
+                 f"{self.docs_removed} removed" + (f", {self.docs_relabelled} relabelled (metadata only)"
+                                                  if self.docs_relabelled else ""),
                  f"chunks written: {self.chunks_written} ({self.chunks_per_s:.1f} chunks/s embedding+indexing); "
                  f"total {self.seconds:.1f} s"]
         rejected = [p for p in self.phi if p.get("action") == "rejected"]
@@ -115,7 +119,9 @@ def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
         if f.suffix.lower() not in GENERIC_SUFFIXES and spec.path.is_dir():
             continue
         try:
-            yield from read_path(f, doc_type=spec.doc_type, source=spec.source, max_bytes=max_bytes)
+            for doc in read_path(f, doc_type=spec.doc_type, source=spec.source, max_bytes=max_bytes):
+                doc.specialty = spec.specialty or doc.specialty
+                yield doc
         except ReaderError as e:
             errors.append((str(f), str(e)))
         except Exception as e:  # noqa: BLE001 - an unexpected parser failure is still one bad file
@@ -154,12 +160,13 @@ class Ingestor:
                 continue
             files = _corpus_files(spec, self.mirror)
             fp = fingerprint(files, extra=f"{spec.doc_type}|{spec.source}|{spec.limit}|{self.phi_policy}|"
-                                          f"{self.max_tokens}|{self.overlap_tokens}|{self.max_bytes}") if files else ""
+                                          f"{self.max_tokens}|{self.overlap_tokens}|{self.max_bytes}|{spec.specialty}|"
+                                          f"{READER_VERSION}") if files else ""
             if fp and fingerprints.get(spec.corpus_key) == fp and not purge:
                 report.skipped_sources.append(spec.name)
                 report.errors += [(f, f"{m} (unchanged since the last ingest)") for f, m in known_errors.get(spec.corpus_key, [])]
                 continue
-            stored = self.index.doc_hashes(Filters(corpus=[spec.corpus_key]))
+            stored = self.index.stored_docs(Filters(corpus=[spec.corpus_key]))
             seen: set[str] = set()
             n_errors_before = len(report.errors)
             docs = _read(spec, self.mirror, files, self.max_bytes, report.errors)
@@ -174,14 +181,18 @@ class Ingestor:
                         report.phi.append(phi)
                     if doc is None:
                         continue
-                h = doc.content_hash
-                if stored.get(doc.doc_id) == h:
+                doc.extra["corpus"] = spec.corpus_key
+                old = stored.get(doc.doc_id)
+                if old and old.content_hash == doc.content_hash:
                     report.docs_unchanged += 1
+                    meta = doc.metadata()
+                    if old.meta_hash != meta["meta_hash"]:  # same text, new metadata: no re-embedding
+                        self.index.set_doc_metadata(doc.doc_id, meta, unset=[k for k in DOC_META_KEYS if k not in meta])
+                        report.docs_relabelled += 1
                     continue
                 changed = doc.doc_id in stored
                 report.docs_changed += changed
                 report.docs_new += not changed
-                doc.extra["corpus"] = spec.corpus_key
                 chunks = chunk_document(doc, self.embedder.count_tokens, self.max_tokens, self.overlap_tokens)
                 for c in chunks:  # lets a later run see whether an interrupted run stored the whole document
                     c.metadata["doc_chunks"] = len(chunks)

@@ -127,6 +127,20 @@ def test_facets_counts_and_delete(index, corpus):
     assert index.count(Filters(doc_id=[doc])) == 0
 
 
+def test_doc_metadata_rewrite_keeps_vectors_and_drops_unset_keys(index, corpus):
+    chunks = corpus[0]
+    doc = chunks[0].doc_id
+    n_doc = sum(c.doc_id == doc for c in chunks)
+    before = _rank(index, corpus, 0, "hybrid")
+    index.set_doc_metadata(doc, {"specialty": ["endocrinology"], "meta_hash": "new"}, unset=["url"])
+    hits = index.count(Filters(specialty=["endocrinology"], doc_id=[doc]))
+    assert hits == n_doc == index.count(Filters(specialty=["endocrinology"]))
+    stored = [c for c, _ in index.scroll(Filters(doc_id=[doc]))]
+    assert all("url" not in c.metadata and c.metadata["title"] == chunks[0].metadata["title"] for c in stored)
+    assert {d: s.meta_hash for d, s in index.stored_docs(Filters(doc_id=[doc])).items()} == {doc: "new"}
+    assert _rank(index, corpus, 0, "hybrid") == before  # vectors and text untouched
+
+
 def test_delete_keeps_current_version(index, corpus):
     chunks = corpus[0]
     doc = chunks[0].doc_id

@@ -39,6 +39,15 @@ def test_incremental_change_purge_and_bad_files(tmp_settings, embedder, data_mir
         again = _ingestor(index, embedder, s).run([spec])
         assert again.skipped_sources == ["guides"] and again.chunks_written == 0 and index.count() == n
 
+        # New metadata on unchanged text is rewritten in place, without embedding; dropping it again works too.
+        tagged = SourceSpec("guides", path=guides, doc_type="guideline", source="Ward guides", specialty=["critical care"])
+        relabel = _ingestor(index, embedder, s).run([tagged])
+        assert (relabel.docs_relabelled, relabel.docs_unchanged, relabel.chunks_written) == (5, 5, 0)
+        assert index.count(Filters(specialty=["critical care"])) == n
+        untag = _ingestor(index, embedder, s).run([spec])
+        assert (untag.docs_relabelled, untag.chunks_written) == (5, 0)
+        assert index.count(Filters(specialty=["critical care"])) == 0 and index.count() == n
+
         # A changed file replaces its old chunks; bad files are reported and the rest goes on.
         (guides / "sepsis.md").write_text("# Sepsis bundle\n\n## Antibiotics\nGive antibiotics within three hours "
                                           "in the emergency department.\n")
@@ -128,7 +137,7 @@ def test_interrupted_ingest_resumes_without_redoing_finished_documents(tmp_setti
             Ingestor(index, _FailingEmbedder(embedder, 2), data_mirror=s.paths.data_mirror, show_progress=False,
                      batch_size=64).run(spec)
         assert 0 < index.count() <= 128
-        whole = sum(1 for h in index.doc_hashes().values() if h)
+        whole = sum(1 for d in index.stored_docs().values() if d.content_hash)
         assert whole >= 1
         resumed = Ingestor(index, embedder, data_mirror=s.paths.data_mirror, show_progress=False).run(spec)
         full = index.count()

@@ -25,6 +25,7 @@ def test_medquad_one_section_per_answered_question():
     assert doc.doc_id == "medquad:CancerGov:0000001_1"
     assert (doc.doc_type, doc.source, doc.title) == ("guideline", "MedQuAD/CancerGov", "Adult Acute Lymphoblastic Leukemia")
     assert doc.url.startswith("https://www.cancer.gov/")
+    assert doc.specialty == ["oncology"] and doc.metadata()["specialty"] == ["oncology"]  # NCI's remit
     first = doc.sections[0]
     assert first.title == "What is (are) Adult Acute Lymphoblastic Leukemia ?"
     assert first.extra == {"qid": "0000001_1-1", "qtype": "information"}
@@ -46,6 +47,7 @@ def test_openstax_groups_lines_by_module_in_order():
     doc = next(d for d in read_corpus("openstax-nursing", MIRROR) if d.doc_id == f"openstax:{rows[3]['book']}/{module}")
     assert [s.title for s in doc.sections] == expected
     assert (doc.doc_type, doc.source, doc.title) == ("reference", f"OpenStax/{rows[3]['book']}", rows[3]["title"])
+    assert doc.specialty  # each nursing book is a specialty (pharmacology, nutrition, public health)
 
 
 @needs_data

@@ -23,8 +23,12 @@ from ingest.readers.mts_dialog import read_mts_file
 from ingest.readers.openstax import read_openstax_file
 from ingest.readers.pubmedqa import read_pubmedqa_file
 
-__all__ = ["read_path", "read_corpus", "corpus_files", "CORPORA", "SUPPORTED_SUFFIXES", "DataMissingError",
+__all__ = ["READER_VERSION", "read_path", "read_corpus", "corpus_files", "CORPORA", "SUPPORTED_SUFFIXES", "DataMissingError",
            "BadLinesError", "ReaderError", "DEFAULT_MAX_BYTES"]
+
+# Bump when readers change what they produce: sources whose files are unchanged are then read again
+# (unchanged text is not re-embedded; changed metadata is rewritten in place).
+READER_VERSION = 2
 
 _GENERIC = {".md": read_markdown, ".markdown": read_markdown, ".html": read_html, ".htm": read_html,
             ".txt": read_plaintext, ".text": read_plaintext, ".pdf": read_pdf}

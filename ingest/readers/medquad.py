@@ -9,6 +9,14 @@ from typing import Iterator
 from ingest.documents import Document, ReaderError, Section
 from ingest.readers._io import DEFAULT_MAX_BYTES, normalize_ws, read_bytes
 
+# Specialty where the publishing site makes it known (an NIH institute's remit); MedlinePlus is general.
+SPECIALTY_BY_SITE = {
+    "CancerGov": ["oncology"], "GARD": ["rare diseases", "genetics"], "GHR": ["genetics"],
+    "NIDDK": ["endocrinology", "gastroenterology", "nephrology"], "NINDS": ["neurology"],
+    "NIHSeniorHealth": ["geriatrics"], "NHLBI": ["cardiology", "pulmonology", "hematology"],
+    "CDC": ["public health"],
+}
+
 # MedQuAD flattens bullet lists into "text    - item    - item"; put each item on its own line.
 _INLINE_BULLET = re.compile(r"\s{2,}-\s+")
 
@@ -40,5 +48,6 @@ def read_medquad_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterato
     site = root.get("source") or "unknown"
     # <Document id> repeats across sites and across split files (0000013_2.xml, 0000013_2_1.xml): use site + file stem.
     yield Document(doc_id=f"medquad:{site}:{path.stem}", doc_type="guideline", source=f"MedQuAD/{site}",
-                   title=focus, sections=sections, url=root.get("url") or None, path=str(path))
+                   title=focus, sections=sections, url=root.get("url") or None, path=str(path),
+                   specialty=SPECIALTY_BY_SITE.get(site))
 

@@ -8,6 +8,8 @@ from ingest.documents import Document, Section
 from ingest.readers._io import DEFAULT_MAX_BYTES, BadLinesError, iter_jsonl, normalize_ws
 
 REQUIRED = ("id", "book", "module", "title", "text")
+SPECIALTY_BY_BOOK = {"pharmacology": ["pharmacology"], "nutrition": ["nutrition"],
+                     "population-health": ["public health"]}
 
 
 def read_openstax_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Document]:
@@ -28,6 +30,7 @@ def read_openstax_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterat
         if sections:
             yield Document(doc_id=f"openstax:{book}/{module}", doc_type="reference", source=f"OpenStax/{book}",
                            title=normalize_ws(rows[0]["title"]), sections=sections,
-                           url=f"https://openstax.org/details/books/{book}", path=str(path))
+                           url=f"https://openstax.org/details/books/{book}", path=str(path),
+                           specialty=SPECIALTY_BY_BOOK.get(book))
     if bad:
         raise bad
