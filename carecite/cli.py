@@ -82,6 +82,7 @@ def cmd_stats(args) -> int:
         out = {"index": str(s.index_path) if s.index.backend == "edge" else f"{s.index.url}/{s.index.collection}",
                "backend": s.index.backend, "chunks": index.count(),
                "by_doc_type": index.facet("doc_type"), "by_source": index.facet("source"),
+               "by_specialty": index.facet("specialty"),
                "size_bytes": index.size_bytes(), "version": meta.get("version"),
                "bm25_avg_len": meta.get("bm25_avg_len"), "models": model_ids(s)}
     if args.json:
@@ -89,7 +90,7 @@ def cmd_stats(args) -> int:
         return 0
     print(f"index: {out['index']} ({out['backend']}), version {out['version']}")
     print(f"chunks: {out['chunks']}" + (f", {out['size_bytes'] / 1e6:.1f} MB on disk" if out["size_bytes"] else ""))
-    for key in ("by_doc_type", "by_source"):
+    for key in ("by_doc_type", "by_source", "by_specialty"):
         print(f"{key.replace('_', ' ')}:")
         for k, v in sorted(out[key].items(), key=lambda kv: -kv[1]):
             print(f"  {k:<40} {v:>8}")

@@ -59,6 +59,7 @@ def test_search_stats_and_errors(small_index):
     stats = json.loads(run_cli(["stats", "--json"], env).stdout)
     assert stats["chunks"] > 0 and set(stats["by_doc_type"]) >= {"guideline", "case"}
     assert stats["size_bytes"] > 0 and stats["models"]["embedder"] == "all-MiniLM-L6-v2"
+    assert stats["by_specialty"] and max(stats["by_specialty"].values()) <= stats["chunks"]
     for args, msg in ((["search", "  "], "query is empty"),
                       (["search", "x", "--filter", "colour=red"], "unknown filter 'colour'"),
                       (["search", "x", "--filter", "doc_type=poem"], "unknown doc_type")):
