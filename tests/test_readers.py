@@ -34,6 +34,17 @@ def test_medquad_one_section_per_answered_question():
 
 
 @needs_data
+@pytest.mark.parametrize("rel,site,focus", [("6_NINDS_QA/0000007.xml", "NINDS", "Holmes-Adie"),
+                                            ("9_CDC_QA/0000397.xml", "CDC", "Parasites - Taeniasis")])
+def test_medquad_older_schemas_are_read(rel, site, focus):
+    """<doc docid corpus> and <DiseaseFile fid source> files in the release carry the same Q&A."""
+    [doc] = list(read_path(MIRROR / "medquad" / rel))
+    assert (doc.source, doc.title) == (f"MedQuAD/{site}", focus)
+    assert len(doc.sections) >= 4 and all(s.title.lower().startswith("what") or s.text for s in doc.sections)
+    assert doc.sections[0].extra["qid"].endswith("-1") and doc.url.startswith("http")
+
+
+@needs_data
 def test_medquad_ids_are_unique_across_sites_and_split_files():
     ids = [d.doc_id for d in read_corpus("medquad", MIRROR, limit=400, on_error=lambda e: None)]
     assert len(ids) == 400 and len(set(ids)) == 400
