@@ -264,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     from eval.commands import add_eval_commands
     add_eval_commands(ev)
 
-    q = sub.add_parser("loadtest", help="bounded load test of the HTTP API (20 clients x 10 questions)")
-    q.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for eval.loadtest (--serve, --base-url, ...)")
-    q.set_defaults(fn=lambda a: __import__("eval.loadtest", fromlist=["main"]).main(a.rest))
+    from eval import loadtest
+    q = sub.add_parser("loadtest", help="bounded load test of the HTTP API (20 clients x 10 questions); "
+                                        "--serve starts a server with --preset (default fast: extractive)")
+    loadtest.add_arguments(q, with_preset=False)
+    q.set_defaults(fn=lambda a: loadtest.run(a, a.preset or "fast", a.data_dir))
 
     q = sub.add_parser("bench", help="ingest throughput, index size, query latency vs baselines")
     q.add_argument("--sizes", default="10000,100000")

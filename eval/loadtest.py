@@ -99,11 +99,12 @@ def run_loadtest(base_url: str, clients: int = 20, per_client: int = 10, token: 
     }
 
 
-def _start_server(preset: str, port: int) -> subprocess.Popen:
+def _start_server(preset: str, port: int, data_dir: str | None = None) -> subprocess.Popen:
     """`assistant.api.serve` in a subprocess (its own GIL and index lock), ready when /healthz answers."""
     code = ("import sys; from carecite.settings import Settings; from assistant.api import serve; "
             f"serve(Settings.from_name({preset!r}), '127.0.0.1', {port})")
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"CARECITE_PATHS__DATA_DIR": data_dir} if data_dir else {})}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -128,23 +129,25 @@ def format_report(res: dict) -> str:
             + ("".join(f"\n  {e}" for e in res["error_examples"])))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.loadtest", description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser, with_preset: bool = True) -> None:
     p.add_argument("--base-url", default="http://127.0.0.1:8000")
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--per-client", type=int, default=10)
     p.add_argument("--token", default=os.environ.get("CARECITE_SERVER__API_TOKEN"))
     p.add_argument("--serve", action="store_true", help="start `serve` on a free port in a subprocess first")
-    p.add_argument("--preset", default="fast", help="settings preset for --serve (default fast: extractive)")
+    if with_preset:  # `carecite --preset NAME loadtest` passes its own
+        p.add_argument("--preset", default="fast", help="settings preset for --serve (default fast: extractive)")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, preset: str = "fast", data_dir: str | None = None) -> int:
     proc, base = None, args.base_url
     if args.serve:
         import socket
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc, base = _start_server(args.preset, port), f"http://127.0.0.1:{port}"
+        proc, base = _start_server(preset, port, data_dir), f"http://127.0.0.1:{port}"
     try:
         res = run_loadtest(base, args.clients, args.per_client, args.token)
     finally:
@@ -153,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=30)
     print(json.dumps(res, indent=1) if args.json else format_report(res))
     return 0 if res["errors"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.loadtest", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return run(args, args.preset)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,13 @@ def test_missing_index_and_missing_data_are_explained(tmp_path):
     assert out.returncode == 2 and "carecite ingest" in out.stderr
     ing = run_cli(["ingest", "--corpus", "medquad"], env)
     assert ing.returncode == 2 and "Download" in ing.stderr and "CARECITE_PATHS__DATA_MIRROR" in ing.stderr
+
+
+def test_loadtest_command_serves_the_given_index(small_index):
+    """`carecite --preset fast --data-dir D loadtest --serve` starts a server on that index and reports 0 errors."""
+    out = run_cli(["--preset", "fast", "--data-dir", str(small_index.paths.data_dir), "loadtest", "--serve",
+                   "--clients", "2", "--per-client", "2", "--json"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout)
+    assert (res["requests"], res["errors"]) == (4, 0)
+    assert res["generator"] == "extractive" and res["mean_citations"] > 0
