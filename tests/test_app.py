@@ -41,6 +41,9 @@ def test_ask_endpoint_filters_and_follow_ups(client):
         {"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Signs include a lump [1]."}],
         api_name="/ask")
     assert "breast cancer" in ans["standalone_query"].lower()
+    onc = client.predict(QUESTION, "All sources", [], ["oncology"], [], api_name="/ask")  # NCI pages are oncology
+    assert onc["filters"]["specialty"] == ["oncology"] and onc["citations"]
+    assert {c["source"] for c in onc["citations"]} == {"MedQuAD/CancerGov"}
 
 
 def test_ask_endpoint_reports_bad_input(client):
