@@ -77,6 +77,10 @@ class IngestReport:
         masked = [p for p in self.phi if p.get("action") == "masked"]
         if rejected or masked:
             lines.append(f"PHI guard: {len(rejected)} case documents rejected, {len(masked)} masked")
+            kept = sum(bool(p.get("stored_version_kept")) for p in rejected)
+            if kept:
+                lines.append(f"  {kept} of the rejected have a version stored by an earlier ingest (masked or clean "
+                             "then); it stays in the index (ingest with --phi-policy mask to keep it up to date).")
             for p in rejected[:20]:
                 lines.append(f"  rejected {p.get('doc_id')}: {p.get('counts')} {p.get('path') or ''}")
             if len(rejected) > 20:
@@ -176,8 +180,11 @@ class Ingestor:
                     continue
                 seen.add(doc.doc_id)
                 if doc.doc_type == "case":
+                    doc_id = doc.doc_id
                     doc, phi = self._guard(doc)
                     if phi is not None:
+                        if doc is None and doc_id in stored:  # e.g. masked by an earlier run under policy "mask"
+                            phi["stored_version_kept"] = True
                         report.phi.append(phi)
                     if doc is None:
                         continue

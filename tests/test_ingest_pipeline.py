@@ -92,6 +92,11 @@ def test_phi_reject_keeps_cases_out_and_reports(tmp_settings, embedder):
         assert all(p["action"] == "masked" for p in masked.phi) and masked.docs_new == 5
         texts = [c.text for c, _ in index.scroll(Filters(doc_type=["case"]))]
         assert texts and any("[NAME]" in t for t in texts)
+        # Back under "reject": the masked versions stay, and the report says so.
+        again = _ingestor(index, embedder, s, phi_policy="reject").run([SourceSpec("aci-bench", limit=5)])
+        assert all(p["action"] == "rejected" and p["stored_version_kept"] for p in again.phi)
+        assert "5 of the rejected have a version stored" in again.summary()
+        assert index.count(Filters(doc_type=["case"])) == len(texts)
 
 
 def test_missing_corpus_says_what_to_download(tmp_settings, embedder, tmp_path):
