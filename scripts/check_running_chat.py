@@ -25,14 +25,15 @@ def main(url: str, out: str, question: str = "How is type 2 diabetes diagnosed?"
         answer = pg.locator("#cc-chat .cc-answer").last
         print(f"answer after {time.time() - t0:.1f} s:\n{answer.inner_text()[:1500]}")
         cites = answer.locator("a.cc-cite")
-        print("citation markers:", cites.count())
-        if cites.count():
+        n_cites = cites.count()
+        print("citation markers:", n_cites)
+        if n_cites:
             print("first citation:", (cites.first.get_attribute("title") or "")[:300])
             cites.first.click()
         pg.screenshot(path=out, full_page=True)
         print("requests outside loopback:", outside)
         browser.close()
-    return 0 if cites.count() and not outside else 1
+    return 0 if n_cites and not outside else 1
 
 
 if __name__ == "__main__":
