@@ -39,15 +39,23 @@ class Document:
             h.update(b"\x1e")
         return h.hexdigest()[:32]
 
-    def metadata(self) -> dict[str, Any]:
-        """Document-level payload of every chunk; meta_hash lets a metadata-only change skip re-embedding."""
+    def _labels(self) -> dict[str, Any]:
         meta = {"doc_type": self.doc_type, "source": self.source, "title": self.title,
                 "url": self.url, "path": self.path, "specialty": self.specialty or None, "date": self.date}
         meta.update(self.extra)
-        meta = {k: v for k, v in meta.items() if v is not None}
-        meta["meta_hash"] = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        meta["content_hash"] = self.content_hash
-        return meta
+        return {k: v for k, v in meta.items() if v is not None}
+
+    @property
+    def meta_hash(self) -> str:
+        """Changes with the metadata only, so a relabelled document need not be re-embedded."""
+        return hashlib.sha256(json.dumps(self._labels(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def metadata(self) -> dict[str, Any]:
+        """Document-level payload of every chunk."""
+        return {**self._labels(), "meta_hash": self.meta_hash, "content_hash": self.content_hash}
+
+
+OPTIONAL_KEYS = ("url", "path", "specialty", "date")  # absent from metadata() when unknown
 
 
 class ReaderError(ValueError):

@@ -19,13 +19,12 @@ from indexes.base import VectorIndex
 from indexes.bm25 import BM25Encoder, sparse_text
 from indexes.types import Chunk, Filters
 from ingest.chunker import chunk_document
-from ingest.documents import Document, ReaderError
+from ingest.documents import OPTIONAL_KEYS, Document, ReaderError
 from ingest.phi import guard
 from ingest.readers import CORPORA, READER_VERSION, corpus_files, read_corpus, read_path
 
 DEFAULT_CORPUS = ("medquad", "openstax-nursing", "aci-bench")
 INDEX_VERSION = 1
-DOC_META_KEYS = ("url", "path", "specialty", "date")  # optional document-level keys a relabel may drop
 GENERIC_SUFFIXES = {".md", ".markdown", ".html", ".htm", ".txt", ".pdf", ".xml", ".jsonl", ".json", ".csv"}
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -192,9 +191,9 @@ class Ingestor:
                 old = stored.get(doc.doc_id)
                 if old and old.content_hash == doc.content_hash:
                     report.docs_unchanged += 1
-                    meta = doc.metadata()
-                    if old.meta_hash != meta["meta_hash"]:  # same text, new metadata: no re-embedding
-                        self.index.set_doc_metadata(doc.doc_id, meta, unset=[k for k in DOC_META_KEYS if k not in meta])
+                    if old.meta_hash != doc.meta_hash:  # same text, new metadata: no re-embedding
+                        meta = doc.metadata()
+                        self.index.set_doc_metadata(doc.doc_id, meta, unset=[k for k in OPTIONAL_KEYS if k not in meta])
                         report.docs_relabelled += 1
                     continue
                 changed = doc.doc_id in stored
