@@ -26,6 +26,7 @@ import gradio as gr  # noqa: E402
 
 from assistant.errors import AssistantError, FeedbackError  # noqa: E402
 from assistant.scope import scoped_assistant  # noqa: E402
+from assistant.verify import CITATION, citation_numbers  # noqa: E402
 from carecite.settings import Settings  # noqa: E402
 from indexes.base import IndexMissingError, VectorIndex  # noqa: E402
 from indexes.searcher import QueryError  # noqa: E402
@@ -36,7 +37,6 @@ FEEDBACK_FLAGS = ["wrong citation", "unsafe"]
 CASE_SCOPE = ["guideline", "reference"]  # what "this case plus the guidelines" adds to the case
 # Events that embed text run one at a time: the embedder's tokenizer is not thread-safe.
 ENGINE = {"concurrency_id": "engine", "concurrency_limit": 1}
-_CITE = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
 SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 
@@ -89,20 +89,12 @@ def _oneline(text: str) -> str:
     return "<br>".join(_esc(line) for line in text.strip().splitlines() if line.strip())
 
 
-def _cite_numbers(group: str) -> list[int]:
-    nums: list[int] = []
-    for a, b in re.findall(r"(\d+)\s*[-–]\s*(\d+)", group):
-        nums += range(int(a), int(b) + 1) if 0 < int(b) - int(a) < 20 else [int(a), int(b)]
-    nums += [int(x) for x in re.findall(r"\d+", re.sub(r"\d+\s*[-–]\s*\d+", "", group))]
-    return sorted(set(nums))
-
-
 def _link_citations(text: str, aid: str, sources: dict[int, dict]) -> str:
     """Escaped sentence text with each [n] turned into a link (tooltip: title, section, passage)."""
     out, pos = [], 0
-    for m in _CITE.finditer(text):
+    for m in CITATION.finditer(text):
         out.append(_esc(text[pos:m.start()]))
-        for n in _cite_numbers(m.group(1)):
+        for n in sorted(set(citation_numbers(m.group(1)))):
             src = sources.get(n)
             if src is None:
                 out.append(f"[{n}]")

@@ -11,16 +11,11 @@ from assistant.types import Source
 from assistant.verify import split_sentences
 from indexes.bm25 import BM25Encoder
 from indexes.types import Hit
+from ingest.chunker import chunk_body
 
 _bm25 = BM25Encoder()
 
 DUP_JACCARD = 0.6  # word-trigram overlap above which two passages count as the same text
-
-
-def passage_body(hit: Hit) -> str:
-    """The chunk text without the "<title> — <section>" heading line ingest puts first."""
-    text, heading = hit.chunk.text, hit.chunk.metadata.get("heading") or ""
-    return text[len(heading) + 1:] if heading and text.startswith(heading + "\n") else text
 
 
 def _shingles(text: str) -> set[tuple[str, ...]]:
@@ -71,7 +66,7 @@ def select_evidence(hits: Sequence[Hit], count_tokens: Callable[[str], int], *, 
     for hit in hits:
         if len(out) >= max_passages:
             break
-        body, _ = remove_instructions(passage_body(hit).strip())  # passages are data, never orders
+        body, _ = remove_instructions(chunk_body(hit.chunk).strip())  # passages are data, never orders
         if not body:
             continue
         sh = _shingles(body)

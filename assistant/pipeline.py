@@ -180,7 +180,7 @@ class Assistant:
             return (f"retrieval too weak: best passage similarity {best_cosine:.2f} < "
                     f"{self.settings.answer.min_retrieval_score:.2f}")
         missing = missing_terms(query, [f"{src.title} {src.section} {src.passage}" for src in sources],
-                                self.embedder.tokenizer.tokenize)
+                                self.embedder.tokenize)
         return f"the passages never mention {', '.join(missing)}" if missing else ""
 
     def _budget(self) -> int:

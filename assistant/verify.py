@@ -28,7 +28,7 @@ SEM_WEIGHT = 0.6
 DEFAULT_THRESHOLD = 0.7
 REPAIR_MARGIN = 0.1  # re-citing a sentence needs clearly more support than keeping a citation
 
-_CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
+CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
 _LEADING_CITATIONS = re.compile(r"^(?:\s*\[\s*\d[\d\s,;\-–and]*\])+")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _UNITS = {"%": "%", "percent": "%", "mg": "mg", "mcg": "mcg", "µg": "mcg", "μg": "mcg", "g": "g", "kg": "kg",
@@ -79,7 +79,8 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-def _numbers_in(group: str) -> list[int]:
+def citation_numbers(group: str) -> list[int]:
+    """Passage numbers in one [..] group: "1, 3", "2-4" (short ranges expand), "1 and 2"."""
     nums: list[int] = []
     for a, b in re.findall(r"(\d+)\s*(?:[-–]\s*(\d+))?", group):
         lo, hi = int(a), int(b or a)
@@ -88,15 +89,15 @@ def _numbers_in(group: str) -> list[int]:
 
 
 def strip_citations(text: str) -> str:
-    return re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub("", text)).strip()
+    return re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", text)).strip()
 
 
 def keep_citations(text: str, keep: set[int]) -> str:
     """The text with citation numbers outside `keep` removed (a marker left empty disappears)."""
     def sub(m: re.Match) -> str:
-        nums = [n for n in _numbers_in(m.group(1)) if n in keep]
+        nums = [n for n in citation_numbers(m.group(1)) if n in keep]
         return f"[{', '.join(map(str, nums))}]" if nums else ""
-    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", _CITATION.sub(sub, text))).strip()
+    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", CITATION.sub(sub, text))).strip()
 
 
 def parse_answer(text: str) -> list[Claim]:
@@ -106,7 +107,7 @@ def parse_answer(text: str) -> list[Claim]:
         lead = _LEADING_CITATIONS.match(sent)
         if lead and claims:
             prev = claims[-1]
-            for n in (n for g in _CITATION.findall(lead.group(0)) for n in _numbers_in(g)):
+            for n in (n for g in CITATION.findall(lead.group(0)) for n in citation_numbers(g)):
                 if n not in prev.cited:
                     prev.cited.append(n)
             prev.text = set_citations(prev.text, prev.cited)
@@ -114,8 +115,8 @@ def parse_answer(text: str) -> list[Claim]:
             if not sent:
                 continue
         cited: list[int] = []
-        for g in _CITATION.findall(sent):
-            for n in _numbers_in(g):
+        for g in CITATION.findall(sent):
+            for n in citation_numbers(g):
                 if n not in cited:
                     cited.append(n)
         if lead and not claims:  # "[1] First sentence." -> "First sentence [1]."
@@ -224,7 +225,7 @@ class Verifier:
 
     @classmethod
     def from_embedder(cls, embedder, threshold: float = DEFAULT_THRESHOLD, repair: bool = False) -> "Verifier":
-        return cls(cached_embed(embedder), embedder.tokenizer.tokenize, threshold, repair=repair)
+        return cls(cached_embed(embedder), embedder.tokenize, threshold, repair=repair)
 
     def _rare(self, word: str) -> bool:
         return len(self.tokenize(word)) >= 3 or any(c.isdigit() for c in word)

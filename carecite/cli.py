@@ -33,7 +33,7 @@ def cmd_ingest(args) -> int:
             specs.append(SourceSpec(n.strip(), limit=args.limit))
     for p in args.paths:
         specs.append(SourceSpec(p, path=Path(p), doc_type=args.doc_type, source=args.source,
-                                specialty=[x.strip().lower() for x in (args.specialty or "").split(",") if x.strip()] or None))
+                                specialty=args.specialty))
     embedder = get_embedder(s)
     with open_index(s, create=True, dim=embedder.dim) as index:
         ing = Ingestor(index, embedder, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,

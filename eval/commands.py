@@ -15,7 +15,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,19 +99,6 @@ def _retriever(settings: Settings, searcher, k: int):
     g = settings.generator
     return Retriever(searcher, get_embedder(settings).count_tokens, k=k, mode=settings.retrieval.mode,
                      context_tokens=g.n_ctx, answer_tokens=g.max_tokens)
-
-
-def _guarded(fn: Callable) -> Callable:
-    """Generator and endpoint errors become one clear line and exit code 2, like the CLI's other errors."""
-    def run(args) -> int:
-        from assistant.errors import AssistantError
-        try:
-            return fn(args)
-        except AssistantError as e:
-            print(f"carecite: error: {e}", file=sys.stderr)
-            return 2
-    run.__name__ = fn.__name__
-    return run
 
 
 def _out_dir(args, settings: Settings, command: str) -> Path:
@@ -506,16 +492,16 @@ def add_eval_commands(eval_subparsers) -> None:
     ret.add_argument("--no-retrieval", action="store_true", help="chain-of-thought baseline without passages")
     ret.add_argument("--both", action="store_true", help="run with retrieval and without")
     _common(q, qa=True)
-    q.set_defaults(fn=_guarded(cmd_mirage))
+    q.set_defaults(fn=cmd_mirage)
 
     q = eval_subparsers.add_parser("pubmedqa", help="PubMedQA test set: accuracy and macro-F1 over yes/no/maybe")
     q.add_argument("--context", choices=[*pubmedqa.CONTEXT_SETTINGS, "all"], default="all",
                    help="none, oracle (the question's abstract), retrieved (from the index), or all (default)")
     _common(q, qa=True)
-    q.set_defaults(fn=_guarded(cmd_pubmedqa))
+    q.set_defaults(fn=cmd_pubmedqa)
 
     q = eval_subparsers.add_parser("grounding", help="citation recall/precision and abstention of the assistant")
     q.add_argument("--questions", help="question set JSONL (default eval/data/grounding_questions.jsonl)")
     q.add_argument("--labels", help="hand-labelled pairs (default tests/fixtures/grounding_labels.jsonl)")
     _common(q, qa=False)
-    q.set_defaults(fn=_guarded(cmd_grounding))
+    q.set_defaults(fn=cmd_grounding)

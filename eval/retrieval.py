@@ -26,14 +26,18 @@ class CachedEmbedder:
     """Embedder wrapper that remembers vectors by text hash on disk, so repeated evaluations skip the model."""
 
     def __init__(self, embedder, cache_dir: Path):
-        self.inner, self.dim, self.count_tokens = embedder, embedder.dim, embedder.count_tokens
-        self.max_seq_length = embedder.max_seq_length
+        self.inner = embedder
         self.path = Path(cache_dir) / f"emb-{hashlib.sha1(str(embedder.path).encode()).hexdigest()[:10]}.npz"
         self.vecs: dict[str, np.ndarray] = {}
         if self.path.exists():
             z = np.load(self.path)
             self.vecs = dict(zip(z["keys"].tolist(), z["vecs"]))
         self.dirty = False
+
+    def __getattr__(self, name: str):  # dim, count_tokens, tokenize, max_seq_length, ... come from the model
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]

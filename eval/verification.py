@@ -272,7 +272,7 @@ def measure_verification(settings: Settings | None = None, n_docs: int = 150, se
     emb = get_embedder(settings)
     cached = CachedEmbedder(emb, settings.paths.data_dir / "cache")
     pairs = build_pairs(settings.paths.data_mirror, n_docs, seed, embed=cached.embed)
-    verifier = Verifier(cached.embed, emb.tokenizer.tokenize,
+    verifier = Verifier(cached.embed, emb.tokenize,
                         threshold if threshold is not None else settings.answer.support_threshold)
     supports = score_pairs(pairs, verifier)
     cached.save()

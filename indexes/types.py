@@ -86,6 +86,8 @@ class Filters:
             vals = [v] if isinstance(v, str) else list(v or [])
             if not vals or not all(isinstance(x, str) and x for x in vals):
                 raise FilterError(f"filter {k} needs one or more non-empty string values, got {v!r}")
+            if k == "specialty":  # stored lower-case (ingest.documents.specialties)
+                vals = [x.lower() for x in vals]
             if k == "doc_type":
                 bad = [x for x in vals if x not in DOC_TYPES]
                 if bad:

@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def specialties(value: str | list[str] | None) -> list[str] | None:
+    """Specialty labels as stored and filtered: lower-case, comma-separated strings split, blanks dropped."""
+    items = value.split(",") if isinstance(value, str) else (value or [])
+    return [x.strip().lower() for x in items if x and x.strip()] or None
+
+
 @dataclass
 class Section:
     title: str  # heading, QA question, note section name ("" if none)
@@ -28,8 +34,7 @@ class Document:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if isinstance(self.specialty, str):
-            self.specialty = [self.specialty]
+        self.specialty = specialties(self.specialty)
 
     @property
     def content_hash(self) -> str:

@@ -19,7 +19,7 @@ from indexes.base import VectorIndex
 from indexes.bm25 import BM25Encoder, sparse_text
 from indexes.types import Chunk, Filters
 from ingest.chunker import chunk_document
-from ingest.documents import OPTIONAL_KEYS, Document, ReaderError
+from ingest.documents import OPTIONAL_KEYS, Document, ReaderError, specialties
 from ingest.phi import guard
 from ingest.readers import CORPORA, READER_VERSION, corpus_files, read_corpus, read_path
 
@@ -39,6 +39,9 @@ class SourceSpec:
     source: str | None = None
     specialty: list[str] | None = None  # for the institution's own files; named corpora carry their own
     limit: int | None = None
+
+    def __post_init__(self):
+        self.specialty = specialties(self.specialty)
 
     @property
     def corpus_key(self) -> str:

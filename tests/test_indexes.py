@@ -111,6 +111,7 @@ def test_filters_fail_closed(index, corpus):
 
 def test_filter_parsing_is_strict():
     assert Filters.parse(["doc_type=guideline,case", "source=MedQuAD/GHR"]).doc_type == ["guideline", "case"]
+    assert Filters.parse({"specialty": ["Cardiology"]}).specialty == ["cardiology"]  # stored lower-case
     for bad in (["colour=red"], ["doc_type=poem"], ["doc_type"], ["date_from=yesterday"]):
         with pytest.raises(FilterError):
             Filters.parse(bad)

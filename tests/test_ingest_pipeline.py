@@ -40,7 +40,8 @@ def test_incremental_change_purge_and_bad_files(tmp_settings, embedder, data_mir
         assert again.skipped_sources == ["guides"] and again.chunks_written == 0 and index.count() == n
 
         # New metadata on unchanged text is rewritten in place, without embedding; dropping it again works too.
-        tagged = SourceSpec("guides", path=guides, doc_type="guideline", source="Ward guides", specialty=["critical care"])
+        tagged = SourceSpec("guides", path=guides, doc_type="guideline", source="Ward guides",
+                            specialty="Critical Care, ")
         relabel = _ingestor(index, embedder, s).run([tagged])
         assert (relabel.docs_relabelled, relabel.docs_unchanged, relabel.chunks_written) == (5, 5, 0)
         assert index.count(Filters(specialty=["critical care"])) == n
