@@ -166,8 +166,7 @@ def sources_panel(ans: dict | None, sources: list | None = None) -> str:
     if ans is None and not sources:
         return '<div class="cc-foot">Sources of the latest answer appear here.</div>'
     if ans is None:  # retrieval finished, the answer is still being written
-        cs = [{"n": s.n, "doc_id": s.doc_id, "source": s.source, "title": s.title, "section": s.section,
-               "url": s.url, "passage": s.passage, "doc_type": s.doc_type} for s in sources]
+        cs = [s.to_json() for s in sources]
         return "<div>" + "".join(source_details(c, "draft") for c in cs) + "</div>"
     head = "Closest passages (no supported answer)" if ans["abstained"] else \
         f"Evidence: {sum(1 for c in ans['citations'] if c.get('cited'))} of {len(ans['citations'])} passages cited"
@@ -345,7 +344,8 @@ class CareCiteApp:
         return [(h.chunk.metadata.get("title") or d, d) for d, h in best.items()], \
             f'<div class="cc-foot">{len(best)} matching cases</div><ol>{"".join(rows[:10])}</ol>'
 
-    def search_cases(self, query: str):
+    def search_cases(self, query: str | None):
+        query = query or ""
         try:
             choices, info = self.case_choices(query)
         except (QueryError, FilterError) as e:
@@ -434,10 +434,8 @@ class CareCiteApp:
             progress((done, total or None), desc=f"{stage}", unit="chunks" if stage == "embedding" else "documents")
 
         progress(0, desc="reading files")  # the UI runs this one at a time with answers (ENGINE)
-        report = Ingestor(self.index, get_embedder(s), max_tokens=s.chunking.max_tokens,
-                          overlap_tokens=s.chunking.overlap_tokens, phi_policy=s.phi.policy,
-                          data_mirror=s.paths.data_mirror, max_file_mb=s.chunking.max_file_mb,
-                          show_progress=False, on_progress=on_progress).run(
+        report = Ingestor.from_settings(self.index, get_embedder(s), s, show_progress=False,
+                                        on_progress=on_progress).run(
             [SourceSpec(p.name, path=p, doc_type=doc_type, source=label) for p in paths])
         return (f"```\n{report.summary()}\n```", phi_table(report.phi, s.phi.policy), self.stats_html(),
                 gr.update(choices=self.facet("source")), self.status_md())
@@ -452,11 +450,12 @@ class CareCiteApp:
                 with gr.Tab("Chat", id="chat"):
                     source_filter = self._chat_tab()
                 with gr.Tab("Cases", id="cases"):
-                    self._cases_tab()
+                    case_list = self._cases_tab()
                 with gr.Tab("Index", id="index"):
                     self._index_tab(status, source_filter)
             gr.api(self.ask, api_name="ask", **ENGINE)
             demo.load(self.status_md, None, status, api_visibility="private")  # fresh counts on every visit
+            demo.load(self.search_cases, case_list[0], case_list[1:], api_visibility="private")  # cases ingested since
         return demo
 
     def _chat_tab(self) -> gr.Dropdown:
@@ -508,15 +507,15 @@ class CareCiteApp:
         chat.like(self.like, [ids], fb_status, api_visibility="private")
         return sources
 
-    def _cases_tab(self) -> None:
-        choices, info = self.case_choices()
+    def _cases_tab(self) -> tuple[gr.Textbox, gr.Dropdown, gr.HTML]:
+        """The cases tab; returns (search box, case list, results line), filled on each page load."""
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 with gr.Row():
                     q = gr.Textbox(placeholder="search cases, e.g. knee pain", show_label=False, scale=4)
                     go = gr.Button("Search", scale=1, min_width=70)
-                case = gr.Dropdown(choices, label="Case", value=None, elem_id="cc-case")
-                results = gr.HTML(info)
+                case = gr.Dropdown([], label="Case", value=None, elem_id="cc-case")
+                results = gr.HTML()
                 similar_btn = gr.Button("Find similar cases", size="sm")
                 similar = gr.Radio([], label="Similar cases (click to open)")
                 similar_info = gr.HTML()
@@ -536,6 +535,7 @@ class CareCiteApp:
         similar.select(lambda d: d, similar, case, api_visibility="private")
         cgo.click(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ENGINE)
         cq.submit(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ENGINE)
+        return q, case, results
 
     def _index_tab(self, status: gr.Markdown, source_filter: gr.Dropdown) -> None:
         with gr.Row():
@@ -586,11 +586,8 @@ def ensure_index(settings: Settings) -> VectorIndex:
           f"{settings.paths.data_mirror} (first start only).", flush=True)
     embedder = get_embedder(settings)
     index = open_index(settings, create=True, dim=embedder.dim)
-    s = settings
     try:
-        report = Ingestor(index, embedder, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,
-                          phi_policy=s.phi.policy, data_mirror=s.paths.data_mirror,
-                          max_file_mb=s.chunking.max_file_mb, show_progress=True).run(
+        report = Ingestor.from_settings(index, embedder, settings, show_progress=True).run(
             [SourceSpec(n) for n in DEFAULT_CORPUS])
         print(report.summary(), flush=True)
     except Exception as e:  # noqa: BLE001 - the app still starts, and says the index is empty

@@ -233,13 +233,6 @@ def _api_error(e: Exception) -> ApiError:
     return ApiError(500, f"internal error: {type(e).__name__}", type="server_error")
 
 
-def hit_json(h) -> dict[str, Any]:
-    m = h.chunk.metadata
-    return {"rank": h.rank, "score": h.score, "chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id,
-            **{k: m.get(k) for k in ("source", "doc_type", "title", "section", "url", "specialty")},
-            "text": h.chunk.text}
-
-
 # ---------------------------------------------------------------- the app
 
 def create_app(settings: Settings, assistant=None, *, searcher=None, token: str | None = None) -> FastAPI:
@@ -334,8 +327,8 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
                                            top_k=req.top_k)
         except (QueryError, FilterError) as e:
             raise ApiError(400, str(e)) from None
-        return {"query": req.query, "filters": {k: v for k, v in vars(filters).items() if v},
-                "hits": [hit_json(h) for h in hits]}
+        return {"query": req.query, "filters": filters.to_dict(),
+                "hits": [h.to_json() for h in hits]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     async def chat(request: Request):

@@ -59,10 +59,6 @@ def check_question(question: Any, max_chars: int) -> str:
     return q
 
 
-def filters_dict(filters: Filters) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(filters).items() if v}
-
-
 class Assistant:
     """Grounded answers with verified citations over the configured index (see the module docstring)."""
 
@@ -145,7 +141,7 @@ class Assistant:
 
         answer = Answer(question=question, answer="", sentences=[], sources=sources, abstained=False,
                         timings=timings, models=self._models(), index_version=self._index_version(),
-                        filters=filters_dict(flt), standalone_query=query, answer_id=uuid.uuid4().hex)
+                        filters=flt.to_dict(), standalone_query=query, answer_id=uuid.uuid4().hex)
         gap = self._retrieval_gap(query, sources, best_cosine)
         if gap:
             self._abstain(answer, gap)

@@ -18,6 +18,9 @@ class Source:
     score: float
     doc_type: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass
 class SentenceVerdict:
@@ -55,10 +58,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "sentences": [asdict(s) for s in self.sentences],
-            "citations": [{"n": s.n, "doc_id": s.doc_id, "chunk_id": s.chunk_id, "source": s.source,
-                           "title": s.title, "section": s.section, "url": s.url, "passage": s.passage,
-                           "score": s.score, "doc_type": s.doc_type,
-                           "cited": s.n in supported_by_n, "supported": supported_by_n.get(s.n, False)}
+            "citations": [{**s.to_json(), "cited": s.n in supported_by_n, "supported": supported_by_n.get(s.n, False)}
                           for s in self.sources],
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,

@@ -36,9 +36,7 @@ def cmd_ingest(args) -> int:
                                 specialty=args.specialty))
     embedder = get_embedder(s)
     with open_index(s, create=True, dim=embedder.dim) as index:
-        ing = Ingestor(index, embedder, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,
-                       phi_policy=s.phi.policy, data_mirror=s.paths.data_mirror, max_file_mb=s.chunking.max_file_mb,
-                       show_progress=not args.json)
+        ing = Ingestor.from_settings(index, embedder, s, show_progress=not args.json)
         report = ing.run(specs, purge=args.purge)
         total = index.count()
     if args.json:
@@ -58,9 +56,7 @@ def cmd_search(args) -> int:
     finally:
         searcher.index.close()
     if args.json:
-        print(json.dumps([{"rank": h.rank, "score": h.score, "chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id,
-                           **{k: h.chunk.metadata.get(k) for k in ("source", "doc_type", "title", "section", "url")},
-                           "text": h.chunk.text} for h in hits], indent=1))
+        print(json.dumps([h.to_json() for h in hits], indent=1))
         return 0
     if not hits:
         print("no passages matched" + (" these filters" if args.filter else ""))

@@ -39,8 +39,7 @@ def bench_ingest(settings: Settings, n_docs: int, workdir: Path) -> dict:
             out.write(line)
     embedder = get_embedder(settings)
     with EdgeIndex(workdir / "ingest-index", dim=embedder.dim, create=True) as index:
-        ing = Ingestor(index, embedder, max_tokens=settings.chunking.max_tokens,
-                       overlap_tokens=settings.chunking.overlap_tokens, show_progress=True)
+        ing = Ingestor.from_settings(index, embedder, settings, show_progress=True)
         t0 = time.perf_counter()
         rep = ing.run([SourceSpec("bench", path=src)])
         full = time.perf_counter() - t0

@@ -61,8 +61,7 @@ class CachedEmbedder:
 
 def build_index(beir_dir: Path, settings: Settings, index_dir: Path, embedder) -> EdgeIndex:
     index = EdgeIndex(index_dir, dim=embedder.dim, create=True)
-    ing = Ingestor(index, embedder, max_tokens=settings.chunking.max_tokens,
-                   overlap_tokens=settings.chunking.overlap_tokens, data_mirror=settings.paths.data_mirror)
+    ing = Ingestor.from_settings(index, embedder, settings)
     report = ing.run([SourceSpec("beir", path=Path(beir_dir) / "corpus.jsonl")])
     if report.errors:
         raise ValueError(f"BEIR corpus did not ingest cleanly: {report.errors[:3]}")

@@ -385,9 +385,8 @@ def build_dev_index(settings: Settings, rows: Sequence[dict], workdir: Path, emb
     s = _settings_for(settings, workdir)
     emb = embedder or get_embedder(s)
     with open_index(s, create=True, dim=emb.dim) as index:
-        report = Ingestor(index, emb, max_tokens=s.chunking.max_tokens, overlap_tokens=s.chunking.overlap_tokens,
-                          data_mirror=s.paths.data_mirror, show_progress=False).run([SourceSpec("dev-subset",
-                                                                                              path=subset)])
+        report = Ingestor.from_settings(index, emb, s, show_progress=False).run(
+            [SourceSpec("dev-subset", path=subset)])
         if report.errors:
             raise RuntimeError(f"indexing the dev subset failed: {report.errors[:3]}")
     return s

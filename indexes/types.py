@@ -40,6 +40,13 @@ class Hit:
     score: float
     rank: int
 
+    def to_json(self) -> dict[str, Any]:
+        """The search result shape of `carecite search --json` and POST /v1/search."""
+        m = self.chunk.metadata
+        return {"rank": self.rank, "score": self.score, "chunk_id": self.chunk.id, "doc_id": self.chunk.doc_id,
+                **{k: m.get(k) for k in ("source", "doc_type", "title", "section", "url", "specialty")},
+                "text": self.chunk.text}
+
 
 class FilterError(ValueError):
     """A filter names an unknown key or a malformed value."""
@@ -58,6 +65,10 @@ class Filters:
 
     def is_empty(self) -> bool:
         return not any(getattr(self, k) for k in FILTER_KEYS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The filters in force (unset ones left out)."""
+        return {k: getattr(self, k) for k in FILTER_KEYS if getattr(self, k)}
 
     @classmethod
     def parse(cls, items: list[str] | dict[str, Any] | None) -> "Filters":

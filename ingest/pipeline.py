@@ -149,6 +149,14 @@ class Ingestor:
         self.max_bytes = int(max_file_mb * 1024 * 1024)
         self.batch_size, self.show_progress, self.on_progress = batch_size, show_progress, on_progress
 
+    @classmethod
+    def from_settings(cls, index: VectorIndex, embedder, settings, **overrides) -> "Ingestor":
+        """An Ingestor with the chunking, PHI and data-mirror settings; keyword overrides win."""
+        s = settings
+        return cls(index, embedder, **{"max_tokens": s.chunking.max_tokens, "overlap_tokens": s.chunking.overlap_tokens,
+                                       "phi_policy": s.phi.policy, "data_mirror": s.paths.data_mirror,
+                                       "max_file_mb": s.chunking.max_file_mb, **overrides})
+
     def run(self, specs: list[SourceSpec], purge: bool = False) -> IngestReport:
         t0 = time.perf_counter()
         report = IngestReport(sources=[s.name for s in specs])

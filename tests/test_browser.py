@@ -3,6 +3,7 @@ ask, see the cited answer, open a citation, switch a filter, save a screenshot; 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -85,4 +86,6 @@ def test_ask_open_citation_filter_and_screenshot(page):
     pg.locator("#cc-chat a.cc-cite").last.click()
     pg.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
     assert (ARTIFACTS / "chat.png").stat().st_size > 10_000
+    pg.get_by_role("tab", name="Cases").click()  # the case list is filled when the page loads
+    assert pg.locator(".cc-foot").filter(has_text=re.compile(r"^\d+ cases$")).first.inner_text().endswith("cases")
     assert outside == [], f"the page fetched from outside loopback: {outside[:5]}"
