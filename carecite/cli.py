@@ -6,14 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from carecite.settings import Settings
+from carecite.settings import settings_from_args
 
 
-def _settings(args) -> Settings:
-    s = Settings.from_name(args.preset) if getattr(args, "preset", None) else Settings()
-    if getattr(args, "data_dir", None):
-        s.paths.data_dir = Path(args.data_dir)
-    return s
+_settings = settings_from_args
 
 
 # ---------------------------------------------------------------- ingest / search / stats / migrate
@@ -115,18 +111,9 @@ def cmd_migrate(args) -> int:
 
 # ---------------------------------------------------------------- ask / serve
 
-def _generator_overrides(s: Settings, args) -> None:
-    if getattr(args, "generator", None):
-        s.generator.kind = args.generator
-    for key in ("base_url", "model", "api_key"):
-        if getattr(args, key, None):
-            setattr(s.generator, key, getattr(args, key))
-
-
 def cmd_ask(args) -> int:
     from assistant.pipeline import Assistant
     s = _settings(args)
-    _generator_overrides(s, args)
     with Assistant(s) as assistant:
         events = assistant.stream(args.question, filters=args.filter)
         answer = None
@@ -154,7 +141,6 @@ def cmd_ask(args) -> int:
 def cmd_serve(args) -> int:
     from assistant.api import serve
     s = _settings(args)
-    _generator_overrides(s, args)
     serve(s, host=args.host, port=args.port, token=args.token)
     return 0
 

@@ -149,3 +149,16 @@ PRESETS: dict[str, dict] = {
     # A Qdrant cluster and an OpenAI-compatible model server (fill url/base_url from the environment).
     "server": {"index": {"backend": "server"}, "generator": {"kind": "openai"}},
 }
+
+
+def settings_from_args(args) -> Settings:
+    """Settings for a command line: --preset, --data-dir and any generator options the command has."""
+    s = Settings.from_name(args.preset) if getattr(args, "preset", None) else Settings()
+    if getattr(args, "data_dir", None):
+        s.paths.data_dir = Path(args.data_dir)
+    if getattr(args, "generator", None):
+        s.generator.kind = args.generator
+    for key in ("base_url", "model", "api_key", "max_tokens", "n_ctx"):
+        if getattr(args, key, None) is not None:
+            setattr(s.generator, key, getattr(args, key))
+    return s

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from carecite.settings import Settings
+from carecite.settings import Settings, settings_from_args as cli_settings
 from eval import mirage, pubmedqa
 from eval.reports import bar_chart, read_jsonl, write_json, write_markdown
 
@@ -30,14 +30,7 @@ INTERRUPTED = 130
 def settings_from_args(args) -> Settings:
     """Preset, --data-dir and generator options applied; the audit log is off (benchmark questions are not
     clinical use)."""
-    s = Settings.from_name(args.preset) if getattr(args, "preset", None) else Settings()
-    if getattr(args, "data_dir", None):
-        s.paths.data_dir = Path(args.data_dir)
-    g = s.generator
-    g.kind = args.generator or g.kind
-    for key in ("base_url", "model", "api_key", "max_tokens", "n_ctx"):
-        if getattr(args, key, None) is not None:
-            setattr(g, key, getattr(args, key))
+    s = cli_settings(args)
     if getattr(args, "mode", None):
         s.retrieval.mode = args.mode
     s.audit.enabled = False
