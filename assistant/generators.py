@@ -22,7 +22,7 @@ import numpy as np
 from assistant.errors import EndpointError, GeneratorError
 from assistant.prompts import NOT_FOUND, Message, parse_answer_messages
 from assistant.verify import cached_embed, content_stems, split_sentences
-from carecite.models import ModelMissingError, get_embedder, gguf_path
+from carecite.models import ModelIntegrityError, ModelMissingError, draft_gguf_path, get_embedder, gguf_path
 from carecite.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,28 +38,111 @@ class Generator(Protocol):
 
 # ---------------------------------------------------------------- local GGUF (llama.cpp via xllamacpp)
 
+class SlotQueue:
+    """First come, first served turns at the local model's one slot.
+
+    llama.cpp runs one request at a time (n_parallel=1); callers queue here in arrival order, and
+    `waiting()` says how many requests are in flight or queued, without blocking, so a caller can tell
+    its user "queued, position n" before it blocks in `acquire()`."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued = 0  # tickets handed out
+        self._served = 0  # tickets finished; ticket t runs when _served == t
+        self._abandoned: set[int] = set()  # tickets whose caller was interrupted while queued
+
+    def waiting(self) -> int:
+        with self._cond:
+            return self._issued - self._served - len(self._abandoned)
+
+    def acquire(self) -> int:
+        with self._cond:
+            ticket = self._issued
+            self._issued += 1
+            try:
+                while self._served != ticket:
+                    self._cond.wait()
+            except BaseException:  # interrupted while queued: give the turn up so the queue moves on
+                self._abandon(ticket)
+                raise
+            return ticket
+
+    def release(self) -> None:
+        with self._cond:
+            self._served += 1
+            self._skip_abandoned()
+            self._cond.notify_all()
+
+    def _abandon(self, ticket: int) -> None:  # called with the lock held
+        self._abandoned.add(ticket)
+        self._skip_abandoned()
+        self._cond.notify_all()
+
+    def _skip_abandoned(self) -> None:
+        while self._served in self._abandoned:
+            self._abandoned.discard(self._served)
+            self._served += 1
+
+
 _servers: dict[tuple, object] = {}
+_queues: dict[str, SlotQueue] = {}
 _servers_lock = threading.Lock()
 
 
-def _llama_server(path: str, n_ctx: int, n_threads: int):
-    """One llama.cpp server per (model, context, threads) in this process; loading is the slow part."""
-    key = (path, n_ctx, n_threads)
+def _slot_queue(path: str) -> SlotQueue:
+    """One FIFO per model file: every LocalGenerator on that file shares it (and the CPUs)."""
+    with _servers_lock:
+        return _queues.setdefault(path, SlotQueue())
+
+
+def _server_params(path: str, n_ctx: int, n_threads: int, draft: str | None, draft_max: int):
+    import xllamacpp as xlc
+    p = xlc.CommonParams()
+    p.model.path = path
+    p.n_ctx = n_ctx
+    p.n_parallel = 1
+    p.cpuparams.n_threads = n_threads
+    p.cpuparams_batch.n_threads = n_threads
+    # The system prompt comes first and never changes: the slot keeps the previous prompt's KV cache and
+    # the next request evaluates only what follows the common prefix (timings.cache_n counts the reused tokens).
+    p.cache_prompt = True
+    p.verbosity = -1
+    p.warmup = False
+    p.ui = False
+    # xllamacpp also listens on 127.0.0.1; a random key keeps other local processes off it.
+    p.api_keys = [secrets.token_hex(16)]
+    if draft:
+        p.speculative.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+        p.speculative.draft.mparams.path = draft
+        p.speculative.draft.n_max = draft_max
+        p.speculative.draft.cpuparams.n_threads = n_threads
+        p.speculative.draft.cpuparams_batch.n_threads = n_threads
+    return p
+
+
+def _llama_server(path: str, n_ctx: int, n_threads: int, draft: str | None = None, draft_max: int = 8):
+    """One llama.cpp server per (model, context, threads, draft) in this process; loading is the slow part.
+
+    A draft model that fails to load (corrupt, wrong tokenizer) is dropped with a warning: the server then
+    decodes without it. Returns (server, draft actually in use)."""
+    key = (path, n_ctx, n_threads, draft, draft_max)
     with _servers_lock:
         if key not in _servers:
             import xllamacpp as xlc
-            p = xlc.CommonParams()
-            p.model.path = path
-            p.n_ctx = n_ctx
-            p.n_parallel = 1
-            p.cpuparams.n_threads = n_threads
-            p.cpuparams_batch.n_threads = n_threads
-            p.verbosity = -1
-            p.warmup = False
-            p.ui = False
-            # xllamacpp also listens on 127.0.0.1; a random key keeps other local processes off it.
-            p.api_keys = [secrets.token_hex(16)]
-            _servers[key] = xlc.Server(p)
+            used = draft
+            try:
+                server = xlc.Server(_server_params(path, n_ctx, n_threads, draft, draft_max))
+            except RuntimeError as e:
+                if not draft:
+                    raise GeneratorError(f"llama.cpp could not load the local model {path}: {e}") from e
+                log.warning("speculative decoding off: llama.cpp could not load the draft model %s with %s (%s); "
+                            "decoding without a draft", draft, path, e)
+                used = None
+                try:
+                    server = xlc.Server(_server_params(path, n_ctx, n_threads, None, draft_max))
+                except RuntimeError as e2:
+                    raise GeneratorError(f"llama.cpp could not load the local model {path}: {e2}") from e2
+            _servers[key] = (server, used)
         return _servers[key]
 
 
@@ -74,27 +157,86 @@ def _llama_error(res: dict) -> str | None:
     return msg
 
 
+def llama_stats(res: dict) -> dict | None:
+    """Token counts and rates from a llama.cpp response (or a stream's last chunk); None when it has none.
+
+    prompt_tokens: the whole prompt; cached_tokens: reused from the slot's KV cache (the shared prefix);
+    prompt_eval_tokens: evaluated now, at prompt_tok_s; generated_tokens at gen_tok_s; with a draft model,
+    draft_tokens proposed and draft_accepted by the main model."""
+    t, u = res.get("timings"), res.get("usage")
+    if not t and not u:
+        return None
+    t, u = t or {}, u or {}
+    out = {"prompt_tokens": u.get("prompt_tokens"), "cached_tokens": t.get("cache_n"),
+           "prompt_eval_tokens": t.get("prompt_n"), "prompt_ms": t.get("prompt_ms"),
+           "prompt_tok_s": t.get("prompt_per_second"), "generated_tokens": u.get("completion_tokens",
+                                                                                  t.get("predicted_n")),
+           "gen_ms": t.get("predicted_ms"), "gen_tok_s": t.get("predicted_per_second")}
+    if "draft_n" in t:
+        out["draft_tokens"], out["draft_accepted"] = t.get("draft_n"), t.get("draft_n_accepted")
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
 class LocalGenerator:
+    """A GGUF in-process through llama.cpp: one request at a time, in arrival order (`waiting()`), with the
+    prompt prefix cached across requests and an optional speculative-decoding draft (generator.draft_model)."""
+
+    DRAFT_MAX = 8  # draft tokens proposed per step
+
     def __init__(self, settings: Settings):
         g = settings.generator
         self.path = str(gguf_path(settings))  # ModelMissingError / ModelIntegrityError name the package
         self.name = f"local:{g.local_model}"
         self.n_ctx, self.n_threads = g.n_ctx, g.n_threads
         self.max_tokens, self.temperature = g.max_tokens, g.temperature
+        try:
+            draft = draft_gguf_path(settings)
+        except (ModelMissingError, ModelIntegrityError) as e:
+            log.warning("speculative decoding off: %s", e)
+            draft = None
+        self.draft: str | None = str(draft) if draft else None  # None once llama.cpp has refused it
+        self._queue = _slot_queue(self.path)
+        self._last = threading.local()
+
+    def waiting(self) -> int:
+        """Requests in flight or queued for the model (0: a new request starts at once). Never blocks."""
+        return self._queue.waiting()
+
+    def last_stats(self) -> dict | None:
+        """llama_stats of this thread's last finished request (token counts, cache reuse, rates)."""
+        return getattr(self._last, "stats", None)
+
+    def _server(self):
+        server, self.draft = _llama_server(self.path, self.n_ctx, self.n_threads, self.draft, self.DRAFT_MAX)
+        return server
 
     def _request(self, messages: Sequence[Message], stream: bool) -> dict:
-        return {"messages": list(messages), "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "seed": 0, "stream": stream}
+        req = {"messages": list(messages), "max_tokens": self.max_tokens, "temperature": self.temperature,
+               "seed": 0, "stream": stream, "cache_prompt": True}
+        if stream:
+            req["stream_options"] = {"include_usage": True}
+        return req
 
     def generate(self, messages: Sequence[Message]) -> str:
-        res = _llama_server(self.path, self.n_ctx, self.n_threads).handle_chat_completions(
-            self._request(messages, False))
+        self._last.stats = None
+        self._queue.acquire()
+        try:
+            res = self._server().handle_chat_completions(self._request(messages, False))
+        finally:
+            self._queue.release()
         if (err := _llama_error(res)) is not None:
             raise GeneratorError(f"local model {self.name} failed: {err}")
+        self._last.stats = llama_stats(res)
         return res["choices"][0]["message"].get("content") or ""
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        server = _llama_server(self.path, self.n_ctx, self.n_threads)
+        self._last.stats = None
+        self._queue.acquire()  # on the first next(): a queued caller waits here, in arrival order
+        try:
+            server = self._server()
+        except BaseException:
+            self._queue.release()
+            raise
         chunks: queue.Queue = queue.Queue()
         stop = threading.Event()
         done = object()
@@ -105,10 +247,13 @@ class LocalGenerator:
 
         def run() -> None:
             try:
-                server.handle_chat_completions(self._request(messages, True), on_chunk)
+                res = server.handle_chat_completions(self._request(messages, True), on_chunk)
+                if isinstance(res, dict) and _llama_error(res) is not None:  # refused before streaming
+                    chunks.put(res)
             except Exception as e:  # noqa: BLE001 - handed to the consumer
                 chunks.put(e)
             finally:
+                self._queue.release()  # the slot is free when llama.cpp returns, not when the consumer leaves
                 chunks.put(done)
 
         threading.Thread(target=run, name="llama-stream", daemon=True).start()
@@ -121,6 +266,8 @@ class LocalGenerator:
                 for choice in item.get("choices") or []:
                     if text := (choice.get("delta") or {}).get("content"):
                         yield text
+                if (stats := llama_stats(item)) is not None:
+                    self._last.stats = stats
         finally:
             stop.set()  # the consumer stopped early, or we are done: stop generating
 

