@@ -25,6 +25,8 @@ EndpointError (naming the URL, no retries) while streaming, after the "sources" 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -32,15 +34,43 @@ from typing import Any
 
 from assistant.audit import AuditLog
 from assistant.condense import check_history, condense
-from assistant.errors import QuestionError
-from assistant.evidence import missing_terms, select_evidence
+from assistant.errors import AssistantError, QuestionError
+from assistant.evidence import select_evidence
 from assistant.generators import ExtractiveGenerator, Generator, get_generator
 from assistant.prompts import NOT_FOUND, answer_messages, says_not_found
+from assistant.question import SAFETY_LINE, URGENT_WORDS, about_cases, emergency_kind, question_parts, unknown_terms
 from assistant.types import Answer, Source
-from assistant.verify import Verifier
+from assistant.verify import Verifier, split_sentences
 from carecite.models import get_embedder, get_reranker, model_ids
 from carecite.settings import Settings
-from indexes.types import Filters, Hit
+from indexes.types import DOC_TYPES, Filters, Hit
+
+log = logging.getLogger(__name__)
+_UNSET = object()
+
+
+@dataclasses.dataclass
+class Reading:
+    """A question as searched (no lexicon: as written)."""
+    text: str
+    corrections: list
+    expansions: dict
+
+
+def _interleave(lists: Sequence[list[Hit]]) -> list[Hit]:
+    """Hits of several searches merged rank by rank (one per chunk), renumbered."""
+    out: dict[str, Hit] = {}
+    for rank in range(max((len(x) for x in lists), default=0)):
+        for hits in lists:
+            if rank < len(hits) and hits[rank].chunk.id not in out:
+                out[hits[rank].chunk.id] = hits[rank]
+    return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(out.values())]
+
+
+def _words(text: str) -> Iterator[str]:
+    parts = text.split(" ")
+    for i, word in enumerate(parts):
+        yield word if i == len(parts) - 1 else word + " "
 
 Event = dict[str, Any]
 PROMPT_OVERHEAD_TOKENS = 350  # system prompt, tags and question, in LLM tokens
@@ -74,6 +104,12 @@ class Assistant:
         self.verifier = Verifier.from_embedder(self.embedder, settings.answer.support_threshold,
                                                repair=settings.answer.repair_citations)
         self.audit = audit if audit is not None else AuditLog.from_settings(settings)
+        # The quick answer: the verified source sentences closest to the question, shown before the LLM's.
+        self.quoter = self.generator if isinstance(self.generator, ExtractiveGenerator) \
+            else ExtractiveGenerator(self.embedder)
+        self.work_lock = threading.RLock()  # CPU stages run one at a time; the LLM has its own queue
+        self.include_cases = False  # True: case notes are evidence for every question (a case-scoped assistant)
+        self._lexicon = _UNSET
 
     # -- lifecycle
     def close(self) -> None:
@@ -121,45 +157,154 @@ class Assistant:
             return now
 
         t = time.perf_counter()
-        llm = None if isinstance(self.generator, ExtractiveGenerator) else self.generator
-        query = condense(question, history, llm)
-        t = lap("condense", t)
+        with self.work_lock:  # retrieval, evidence and the quick answer: CPU work, one answer at a time
+            query = condense(question, history, self._llm)
+            reading = self._read(query)
+            parts = question_parts(reading.text)
+            scope = self._scope(flt, question)
+            t = lap("condense", t)
 
-        hits = self.searcher.search(query, flt, mode=s.retrieval.mode, top_k=s.retrieval.top_k)
-        best_cosine = self._best_cosine(query, flt, hits)
-        t = lap("retrieve", t)
-        if self.reranker is not None and hits:
-            scores = self.reranker.predict([(query, h.chunk.text) for h in hits])
-            order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
-            hits = [dataclasses.replace(hits[i], score=float(scores[i]), rank=r + 1) for r, i in enumerate(order)]
-            t = lap("rerank", t)
+            part_hits = [self.searcher.search(p, scope, mode=s.retrieval.mode, top_k=s.retrieval.top_k)
+                         for p in parts]
+            if scope is not flt and not any(part_hits):  # nothing but case notes here: they are the evidence
+                scope = flt
+                part_hits = [self.searcher.search(p, scope, mode=s.retrieval.mode, top_k=s.retrieval.top_k)
+                             for p in parts]
+            if len(parts) > 1 and not any(part_hits):
+                part_hits = [self.searcher.search(reading.text, scope, mode=s.retrieval.mode, top_k=s.retrieval.top_k)]
+            hits = _interleave(part_hits)
+            best = [self._best_cosine(p, scope, h) for p, h in zip(parts, part_hits)]
+            t = lap("retrieve", t)
+            if self.reranker is not None and hits:
+                scores = self.reranker.predict([(reading.text, h.chunk.text) for h in hits])
+                order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
+                hits = [dataclasses.replace(hits[i], score=float(scores[i]), rank=r + 1) for r, i in enumerate(order)]
+                t = lap("rerank", t)
 
-        sources = select_evidence(hits, self.embedder.count_tokens, budget_tokens=self._budget(),
-                                  max_passages=s.answer.max_passages)
-        t = lap("evidence", t)
+            sources = select_evidence(hits, self.embedder.count_tokens, budget_tokens=self._budget(),
+                                      max_passages=s.answer.max_passages)
+            t = lap("evidence", t)
         yield {"type": "sources", "sources": sources}
 
         answer = Answer(question=question, answer="", sentences=[], sources=sources, abstained=False,
                         timings=timings, models=self._models(), index_version=self._index_version(),
-                        filters=flt.to_dict(), standalone_query=query, answer_id=uuid.uuid4().hex)
-        gap = self._retrieval_gap(query, sources, best_cosine)
-        if gap:
-            self._abstain(answer, gap)
+                        filters=flt.to_dict(), standalone_query=reading.text, answer_id=uuid.uuid4().hex,
+                        corrections=[c if isinstance(c, dict) else dataclasses.asdict(c) for c in reading.corrections])
+        answer.parts = [{"question": p, "covered": not gap, "reason": gap}
+                        for p, gap in zip(parts, (self._retrieval_gap(p, sources, b) for p, b in zip(parts, best)))]
+        self._set_notice(answer)
+        covered = [p["question"] for p in answer.parts if p["covered"]]
+        if not covered:
+            self._abstain(answer, "; ".join(dict.fromkeys(p["reason"] for p in answer.parts)))
             yield {"type": "token", "text": answer.answer}
         else:
-            draft_parts: list[str] = []
-            messages = answer_messages(query, [(src.passage, src.title, src.source) for src in sources])
-            for piece in self.generator.stream(messages):
-                if not draft_parts:
-                    timings["first_token"] = round(time.perf_counter() - t0, 4)
-                draft_parts.append(piece)
-                yield {"type": "token", "text": piece}
-            t = lap("generate", t)
-            self._verify(answer, "".join(draft_parts))
-            t = lap("verify", t)
+            with self.work_lock:
+                quick = self._quick(answer, covered, reading)
+                t = lap("quick", t)
+            if quick is not None:
+                timings["first_text"] = round(time.perf_counter() - t0, 4)
+                yield {"type": "quick", "answer": dataclasses.replace(quick, answer=self._compose(quick))}
+            if self._llm is None:
+                final = quick
+                if final is not None:
+                    for piece in _words(self._compose(final)):
+                        yield {"type": "token", "text": piece}
+            else:
+                final = yield from self._synthesise(answer, reading, quick, t0)
+                t = lap("generate", t)
+            if final is None:
+                self._abstain(answer, answer.abstain_reason or "no sentence of the passages answers the question")
+                if self._llm is None:
+                    yield {"type": "token", "text": answer.answer}
+            else:
+                answer = final
+        answer.answer = self._compose(answer)
         timings["total"] = round(time.perf_counter() - t0, 4)
+        answer.timings = timings
         self._audit(answer, hits)
         yield {"type": "answer", "answer": answer}
+
+    @property
+    def _llm(self) -> Generator | None:
+        return None if isinstance(self.generator, ExtractiveGenerator) else self.generator
+
+    def _read(self, query: str):
+        """The question as searched: spelling corrected against the index, brand names and acronyms resolved."""
+        lex = self.lexicon
+        if lex is None:
+            return Reading(query, [], {})
+        return lex.read(query)
+
+    @property
+    def lexicon(self):
+        """The index's lexicon (spelling, brand/generic, acronyms), built at ingest; None when there is none."""
+        if self._lexicon is _UNSET:
+            try:
+                from carecite.lexicon import load_lexicon
+            except ImportError:
+                self._lexicon = None
+            else:
+                self._lexicon = load_lexicon(self.settings)
+        return self._lexicon
+
+    def _scope(self, flt: Filters, question: str) -> Filters:
+        """Case notes are evidence only for questions about cases (or when the filters ask for them)."""
+        if flt.doc_type or flt.doc_id or self.include_cases or about_cases(question):
+            return flt
+        return dataclasses.replace(flt, doc_type=[t for t in DOC_TYPES if t != "case"])
+
+    def _aliases(self, reading) -> dict[str, list[str]]:
+        return {k.lower(): list(v) for k, v in reading.expansions.items()}
+
+    def _quick(self, answer: Answer, parts: list[str], reading) -> Answer | None:
+        """The verified source sentences closest to each covered part, cited: shown while the LLM writes."""
+        quoter = self.quoter
+        passages = [src.passage for src in answer.sources]
+        chosen: list[tuple[str, int]] = []
+        per_part = max(2, quoter.max_sentences // len(parts))
+        for p in parts:
+            for sent, n, _ in quoter.select(p, passages)[:per_part]:
+                if all(sent != c for c, _ in chosen):
+                    chosen.append((sent, n))
+        if not chosen:
+            return None
+        text = " ".join(f"{s.rstrip('.!').rstrip()} [{n}]{s[-1] if s[-1] in '.!' else '.'}" for s, n in chosen)
+        quick = dataclasses.replace(answer, answer_id=answer.answer_id, kind="quotes", sentences=[],
+                                    parts=[dict(p) for p in answer.parts])
+        if self._verify(quick, text, reading) and quick.sentences:
+            return quick
+        return None
+
+    def _synthesise(self, answer: Answer, reading, quick: Answer | None, t0: float):
+        """Stream the LLM's draft, verify it; fall back to the quick answer when it fails or says nothing."""
+        waiting = getattr(self.generator, "waiting", None)
+        if callable(waiting) and (ahead := waiting()) > 0:
+            yield {"type": "queued", "position": ahead + 1}
+        question = reading.text if len(answer.parts) < 2 else "\n".join(
+            f"{i}. {p['question']}" for i, p in enumerate(answer.parts, 1) if p["covered"])
+        messages = answer_messages(question, [(src.passage, src.title, src.source) for src in answer.sources])
+        draft_parts: list[str] = []
+        try:
+            for piece in self.generator.stream(messages):
+                if not draft_parts:
+                    answer.timings["first_token"] = round(time.perf_counter() - t0, 4)
+                draft_parts.append(piece)
+                yield {"type": "token", "text": piece}
+        except AssistantError as e:
+            if quick is None:
+                raise
+            log.warning("generator failed (%s); keeping the quick answer", e)
+            quick.note = f"The model's answer failed ({e}); showing verified quotes from the sources."
+            return quick
+        with self.work_lock:
+            ok = self._verify(answer, "".join(draft_parts), reading)
+        if ok:
+            return answer
+        if quick is not None:
+            quick.note = f"The model's answer was not used ({answer.abstain_reason}); showing verified quotes " \
+                         "from the sources."
+            return quick
+        return None
 
     def _best_cosine(self, query: str, flt: Filters, hits: list[Hit]) -> float:
         """Dense cosine of the closest passage: the retrieval-confidence signal (RRF scores are rank-based)."""
@@ -175,9 +320,9 @@ class Assistant:
         if best_cosine < self.settings.answer.min_retrieval_score:
             return (f"retrieval too weak: best passage similarity {best_cosine:.2f} < "
                     f"{self.settings.answer.min_retrieval_score:.2f}")
-        missing = missing_terms(query, [f"{src.title} {src.section} {src.passage}" for src in sources],
-                                self.embedder.tokenize)
-        return f"the passages never mention {', '.join(missing)}" if missing else ""
+        missing = unknown_terms(query, [f"{src.title} {src.section} {src.passage}" for src in sources],
+                                self.embedder.tokenize, self.lexicon)
+        return f"the indexed sources never mention {', '.join(missing)}" if missing else ""
 
     def _budget(self) -> int:
         s = self.settings
@@ -186,27 +331,55 @@ class Assistant:
         room = (s.generator.n_ctx - s.generator.max_tokens - PROMPT_OVERHEAD_TOKENS) / LLM_TOKENS_PER_EMBEDDER_TOKEN
         return max(64, min(s.answer.evidence_tokens, int(room)))
 
-    def _verify(self, answer: Answer, draft: str) -> None:
-        """Verdicts per sentence, then keep, trim or abstain."""
+    def _verify(self, answer: Answer, draft: str, reading) -> bool:
+        """Verdicts per sentence, then keep or trim (True), or record why not (False, abstain_reason set)."""
         s = self.settings.answer
         # The passage as the generator saw it, with its title and section: a title counts as support.
         verdicts = self.verifier.verify(draft, [f"{src.title} — {src.section}\n{src.passage}"
-                                                for src in answer.sources])
+                                                for src in answer.sources], self._aliases(reading))
         answer.sentences = verdicts
         claims = [v for v in verdicts if v.claim]
         unsupported = [v for v in claims if not v.supported]
         if not claims:
-            self._abstain(answer, "the model found no answer in the passages" if says_not_found(draft)
-                          else "the draft states nothing checkable")
-        elif len(unsupported) / len(claims) > s.abstain_unsupported_fraction:
-            self._abstain(answer, f"{len(unsupported)} of {len(claims)} sentences failed verification")
-        else:
-            kept = [v for v in verdicts if (v.supported or not s.drop_unsupported)
-                    and not (not v.claim and NOT_FOUND in v.text)]  # a stray "not found" after an answer
-            answer.answer = " ".join(v.text for v in kept)
+            answer.abstain_reason = ("the model found no answer in the passages" if says_not_found(draft)
+                                     else "the draft states nothing checkable")
+            return False
+        if len(unsupported) / len(claims) > s.abstain_unsupported_fraction:
+            answer.abstain_reason = f"{len(unsupported)} of {len(claims)} sentences failed verification"
+            return False
+        kept = [v for v in verdicts if (v.supported or not s.drop_unsupported)
+                and not (not v.claim and NOT_FOUND in v.text)]  # a stray "not found" after an answer
+        answer.answer = " ".join(v.text for v in kept)
+        return True
+
+    def _set_notice(self, answer: Answer) -> None:
+        """Urgent-care advice first for emergencies: the evidence's own sentence, else a fixed safety line."""
+        if emergency_kind(answer.question):
+            own = self._urgent_quote(answer)
+            answer.notice, answer.notice_from_sources = (own, True) if own else (SAFETY_LINE, False)
+
+    def _compose(self, answer: Answer) -> str:
+        """What plain-text clients (the OpenAI API, the CLI, the clipboard) show, in reading order: urgent advice,
+        the words read differently, the answer, and the parts the sources do not cover."""
+        uncovered = [p["question"] for p in answer.parts if not p["covered"]]
+        gaps = ("The indexed sources do not cover: " + "; ".join(f"\u201c{q}\u201d" for q in uncovered) + ".") \
+            if uncovered and not answer.abstained else ""
+        read = "; ".join(f"\u201c{c['original']}\u201d as \u201c{c['replacement']}\u201d" for c in answer.corrections)
+        notice = (f"\u26a0 {answer.notice}" + ("" if answer.notice_from_sources else
+                                               " (Safety notice: not from the indexed sources.)")) if answer.notice else ""
+        return " ".join(x for x in (notice, f"(Read {read}.)" if read else "", answer.answer, answer.note, gaps) if x)
+
+    def _urgent_quote(self, answer: Answer) -> str:
+        """A source sentence of the evidence that tells the reader to seek urgent care, cited ("" if none)."""
+        for src in answer.sources:
+            for sent in split_sentences(src.passage):
+                if URGENT_WORDS.search(sent) and len(sent.split()) >= 5:
+                    return f"{sent.rstrip('.!').rstrip()} [{src.n}]."
+        return ""
 
     def _abstain(self, answer: Answer, reason: str) -> None:
         answer.abstained, answer.abstain_reason = True, reason
+        answer.sentences = []
         answer.answer = f"{NOT_FOUND} The closest passages are listed below." if answer.sources else NOT_FOUND
 
     def _models(self) -> dict[str, str]:

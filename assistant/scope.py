@@ -63,4 +63,5 @@ def scoped_assistant(assistant, scopes: Sequence[Filters]):
     scoped = copy.copy(assistant)
     scoped.searcher = UnionSearcher(assistant.searcher, scopes)
     scoped._owns_index = False
+    scoped.include_cases = True  # the scopes decide which case notes are evidence
     return scoped

@@ -46,6 +46,19 @@ class Answer:
     standalone_query: str = ""
     answer_id: str = ""
     abstain_reason: str = ""  # why it abstained: weak retrieval, the model said so, or failed verification
+    # How the question was read: words read differently (spelling, brand -> generic, acronyms), never silently.
+    corrections: list[dict[str, str]] = field(default_factory=list)  # {"original", "replacement", "kind"}
+    # The questions of the message and whether the sources cover each ({"question", "covered", "reason"}).
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    notice: str = ""  # urgent-care advice shown first (emergency questions)
+    notice_from_sources: bool = False  # the notice quotes a cited source (else a fixed line, not from the sources)
+    kind: str = "synthesis"  # "synthesis" (the generator's verified text) or "quotes" (verified source sentences)
+    note: str = ""  # why the answer is what it is, when that needs saying (e.g. the model's draft failed)
+
+    @property
+    def partial(self) -> bool:
+        """Some, not all, of the message's questions are answered."""
+        return not self.abstained and any(not p.get("covered") for p in self.parts)
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape (carecite ask --json, API extension field)."""
@@ -67,4 +80,11 @@ class Answer:
             "index_version": self.index_version,
             "filters": self.filters,
             "standalone_query": self.standalone_query,
+            "corrections": self.corrections,
+            "parts": self.parts,
+            "partial": self.partial,
+            "notice": self.notice,
+            "notice_from_sources": self.notice_from_sources,
+            "kind": self.kind,
+            "note": self.note,
         }

@@ -230,8 +230,12 @@ class Verifier:
     def _rare(self, word: str) -> bool:
         return len(self.tokenize(word)) >= 3 or any(c.isdigit() for c in word)
 
-    def check_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Support]:
-        """Each (claim text without markers, cited passage texts) -> Support; embeddings batched across items."""
+    def check_many(self, items: Sequence[tuple[str, Sequence[str]]],
+                   aliases: dict[str, Sequence[str]] | None = None) -> list[Support]:
+        """Each (claim text without markers, cited passage texts) -> Support; embeddings batched across items.
+
+        aliases: accepted other forms of a word, keyed lower-case ("lipitor" -> ["atorvastatin"]): a claim that
+        names a drug by its brand is not vetoed when the passage names the generic."""
         windows: list[list[str]] = []
         for _, passages in items:
             sents = [s for p in passages for s in split_sentences(p)] or [" ".join(passages)]
@@ -243,14 +247,15 @@ class Verifier:
         cvecs, svecs = vecs[:len(items)], vecs[len(items):]
         out, k = [], 0
         for i, ((claim, passages), sents) in enumerate(zip(items, windows)):
-            out.append(self._judge(claim, " ".join(passages), sents, cvecs[i], svecs[k:k + len(sents)]))
+            out.append(self._judge(claim, " ".join(passages), sents, cvecs[i], svecs[k:k + len(sents)], aliases))
             k += len(sents)
         return out
 
     def check(self, claim: str, passages: Sequence[str]) -> Support:
         return self.check_many([(claim, passages)])[0]
 
-    def _judge(self, claim: str, haystack: str, sents: list[str], cv: np.ndarray, sv: np.ndarray) -> Support:
+    def _judge(self, claim: str, haystack: str, sents: list[str], cv: np.ndarray, sv: np.ndarray,
+               aliases: dict[str, Sequence[str]] | None = None) -> Support:
         sims = sv @ cv
         i = int(np.argmax(sims))
         best, aligned = float(sims[i]), [sents[i]]
@@ -264,14 +269,15 @@ class Verifier:
         hay_stems = set(_bm25.tokens(haystack))
         coverage = len(stems & hay_stems) / len(stems) if stems else 1.0
         score = self.sem_weight * max(best, 0.0) + (1 - self.sem_weight) * coverage
-        veto = self._veto(claim, haystack, hay_stems, aligned)
+        veto = self._veto(claim, haystack, hay_stems, aligned, aliases or {})
         if veto:
             return Support(False, score, veto, best, coverage, veto)
         if score < self.threshold:
             return Support(False, score, f"weak support ({score:.2f} < {self.threshold:.2f})", best, coverage)
         return Support(True, score, "", best, coverage)
 
-    def _veto(self, claim: str, haystack: str, hay_stems: set[str], aligned: list[str]) -> str:
+    def _veto(self, claim: str, haystack: str, hay_stems: set[str], aligned: list[str],
+              aliases: dict[str, Sequence[str]]) -> str:
         """A key-term mismatch that no similarity can outweigh ("" if none)."""
         hay_q = quantities(haystack)
         hay_nums = {v for v, _ in hay_q}
@@ -287,11 +293,15 @@ class Verifier:
             stem = _bm25.tokens(w)
             if w.lower() in hay_words or not stem or stem[0] in hay_stems:
                 continue
+            if any(a.lower() in hay_words or any(t in hay_stems for t in _bm25.tokens(a))
+                   for a in aliases.get(w.lower(), ())):
+                continue
             if self._rare(w) or (w[0].isupper() and m.start() > 0):  # a name the passages lack
                 return f"term not in cited passage: {w}"
         return ""
 
-    def verify(self, answer_text: str, passages: Sequence[str]) -> list[SentenceVerdict]:
+    def verify(self, answer_text: str, passages: Sequence[str],
+               aliases: dict[str, Sequence[str]] | None = None) -> list[SentenceVerdict]:
         """Verdicts for every sentence of an answer; passages[n-1] is passage [n].
 
         Citations to passages that do not exist are dropped (and named in the reason); a factual sentence
@@ -315,17 +325,19 @@ class Verifier:
             else:
                 todo.append((len(verdicts), c.claim, [passages[n - 1] for n in valid]))
                 verdicts.append(SentenceVerdict(text, valid, False, 0.0, note))
-        for (i, _, _), sup in zip(todo, self.check_many([(c, p) for _, c, p in todo])):
+        for (i, _, _), sup in zip(todo, self.check_many([(c, p) for _, c, p in todo], aliases)):
             v = verdicts[i]
             v.supported, v.score, v.reason = sup.supported, round(sup.score, 4), _join(sup.reason, v.reason)
         if self.repair:
-            self._repair([(v, c.claim) for v, c in zip(verdicts, claims) if v.claim and not v.supported], passages)
+            self._repair([(v, c.claim) for v, c in zip(verdicts, claims) if v.claim and not v.supported], passages,
+                         aliases)
         return verdicts
 
-    def _repair(self, failed: list[tuple[SentenceVerdict, str]], passages: Sequence[str]) -> None:
+    def _repair(self, failed: list[tuple[SentenceVerdict, str]], passages: Sequence[str],
+                aliases: dict[str, Sequence[str]] | None = None) -> None:
         if not failed or not passages:
             return
-        checks = self.check_many([(claim, [p]) for _, claim in failed for p in passages])
+        checks = self.check_many([(claim, [p]) for _, claim in failed for p in passages], aliases)
         for k, (v, _) in enumerate(failed):
             row = checks[k * len(passages):(k + 1) * len(passages)]
             best = max(range(len(passages)), key=lambda j: (row[j].supported, row[j].score))

@@ -59,7 +59,9 @@ def test_answer_cites_a_verified_real_passage(assistant):
     assert {s.doc_id for s in cited} <= set(DIABETES_IDS)
     assert any("A1C" in s.passage or "glucose" in s.passage for s in cited)
     assert ans.index_version and ans.models["generator"] == "extractive" and ans.models["embedder"]
-    assert {"condense", "retrieve", "evidence", "generate", "verify", "total", "first_token"} <= set(ans.timings)
+    # The extractive generator's answer is the quick answer: verified quotes, timed as the first text shown.
+    assert {"condense", "retrieve", "evidence", "quick", "first_text", "total"} <= set(ans.timings)
+    assert ans.kind == "quotes" and ans.timings["first_text"] <= ans.timings["total"]
     j = ans.to_json()
     assert j["citations"][0]["passage"] and any(c["supported"] for c in j["citations"])
 
@@ -79,7 +81,9 @@ def test_stream_yields_sources_tokens_then_answer(assistant):
     events = list(assistant.stream("What is the A1C goal for people with diabetes?"))
     kinds = [e["type"] for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "answer" and kinds.count("answer") == 1
-    assert set(kinds[1:-1]) == {"token"} and len(kinds) > 3
+    # The quick answer (verified quotes) comes right after the sources, before any token.
+    assert kinds[1] == "quick" and set(kinds[2:-1]) == {"token"} and len(kinds) > 3
+    assert events[1]["answer"].kind == "quotes" and "below 7" in events[1]["answer"].answer
     draft = "".join(e["text"] for e in events if e["type"] == "token")
     ans = events[-1]["answer"]
     assert "below 7" in draft and "below 7" in ans.answer and events[0]["sources"] == ans.sources
@@ -153,9 +157,17 @@ def test_mostly_unsupported_draft_abstains(indexed):
     draft = ("The A1C test measures average blood glucose over the past 3 months [1]. "
              "Metformin cures type 2 diabetes in 90 percent of patients [1]. "
              "Insulin pumps are required for every patient [2].")
-    ans = Assistant(settings, searcher=searcher, generator=FixedDraft(draft)).ask("What does the A1C test measure?")
-    assert ans.abstained and "failed verification" in ans.abstain_reason
-    assert [v.supported for v in ans.sentences] == [True, False, False]
+    a = Assistant(settings, searcher=searcher, generator=FixedDraft(draft))
+    events = list(a.stream("What does the A1C test measure?"))
+    ans = events[-1]["answer"]
+    # The failed draft is not shown: the quick answer (verified quotes) stands, and says why.
+    assert not ans.abstained and ans.kind == "quotes" and "2 of 3 sentences failed verification" in ans.note
+    assert "Metformin" not in ans.answer and all(v.supported for v in ans.sentences if v.claim)
+    assert ans.answer_id == events[1]["answer"].answer_id
+    # With no quick answer to fall back on, the failed draft is an abstention.
+    a.quoter.min_score = 9.0
+    ans = a.ask("What does the A1C test measure?")
+    assert ans.abstained and "failed verification" in ans.abstain_reason and "Metformin" not in ans.answer
 
 
 def test_drop_unsupported_removes_the_flagged_sentence(indexed):
@@ -212,5 +224,9 @@ def test_unreachable_endpoint_is_a_clear_error(indexed):
     s = settings.model_copy(deep=True)
     s.generator.kind, s.generator.model = "openai", "any"
     s.generator.base_url = f"http://127.0.0.1:{port}/v1"
+    a = Assistant(s, searcher=searcher)
+    ans = a.ask("How is type 2 diabetes diagnosed?")  # the quick answer stands, with the error named
+    assert not ans.abstained and ans.kind == "quotes" and f"127.0.0.1:{port}" in ans.note
+    a.quoter.min_score = 9.0  # no quick answer: the error reaches the caller
     with pytest.raises(EndpointError, match=f"127.0.0.1:{port}"):
-        Assistant(s, searcher=searcher).ask("How is type 2 diabetes diagnosed?")
+        a.ask("How is type 2 diabetes diagnosed?")

@@ -1,0 +1,142 @@
+"""Reading a question the way people write it: the parts it asks, what must be covered, emergencies, scope.
+
+Real messages (../shared/data/liveqa-train) carry a story ("I am 84, live in Southern California ..."), several
+questions at once, typos and brand names. This module decides, without an LLM:
+
+  question_parts(text)      the questions asked, one per part (the whole message when it asks one thing)
+  focus_text(text)          the sentences that ask (the story around them is context, never a reason to abstain)
+  unknown_terms(...)        rare words of the asking sentences that neither the evidence nor the index knows,
+                            after spelling, brand/generic and acronym variants: the "never heard of it" veto
+  emergency_kind(text)      overdose, chest pain, stroke signs, ...: urgent advice goes first
+  about_cases(text)         whether the question is about case notes (otherwise cases are not evidence)
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from assistant.condense import subject_of
+from assistant.verify import split_sentences
+from indexes.bm25 import BM25Encoder
+
+_bm25 = BM25Encoder()
+
+_ASKS = re.compile(
+    r"^\s*(?:(?:and|so|also|but|then|or)\s+)?(?:what|what's|whats|how|why|when|where|which|who|whom|whose|is|are|was|"
+    r"were|can|could|should|would|will|do|does|did|has|have|may|might|shall|any|please|pls|plz|tell me|"
+    r"i (?:would like|want|need|wish|wanted) to know|i(?:'d| would) like (?:to know|information)|"
+    r"i am (?:looking|searching) for|i'm (?:looking|searching) for|looking for|need (?:information|info|advice)|"
+    r"(?:kindly|please)? ?(?:advise|advice|suggest|explain|help)|let me know|is there|are there)\b", re.I)
+_REQUEST = re.compile(r"\b(?:please|pls|plz|kindly)\s+(?:tell|let|advise|suggest|explain|send|help|give|provide)|"
+                      r"\b(?:can|could|would) you\b|\bi (?:would like|want|need) to know\b|\bwhat (?:should|can|do) i\b",
+                      re.I)
+MAX_PARTS = 4
+
+# Words of an emergency, in lay and clinical wording; each names the advice that goes first.
+_EMERGENCY = [
+    ("overdose", re.compile(r"\b(?:over ?dos(?:e|ed|ing)|swallow(?:ed)?\s+(?:\d+|a (?:lot|bottle|handful)|"
+                            r"(?:too )?many|all)\b|took (?:\d+|too many|a whole bottle|all (?:of )?(?:the|my))\b[^.?!]{0,40}"
+                            r"\b(?:pills?|tablets?|capsules?)|poison(?:ed|ing)?\b|ingested\b)", re.I)),
+    ("chest pain", re.compile(r"\bchest (?:pain|pressure|tightness)|heart attack\b|crushing pain\b", re.I)),
+    ("stroke", re.compile(r"\bstroke (?:signs?|symptoms?)|(?:face|facial) (?:droop|drooping)|slurred speech|"
+                          r"sudden (?:numbness|weakness|confusion|severe headache)|having a stroke\b", re.I)),
+    ("breathing", re.compile(r"\b(?:can(?:no|')?t|cannot|unable to|trouble|difficulty|hard to) breath(?:e|ing)\b|"
+                             r"\bnot breathing\b|\bchoking\b|\banaphyla", re.I)),
+    ("bleeding", re.compile(r"\b(?:severe|heavy|uncontrolled|won'?t stop) bleeding\b|bleeding (?:won'?t|will not) "
+                            r"stop\b|coughing up blood|vomiting blood", re.I)),
+    ("suicide", re.compile(r"\b(?:suicid\w*|kill (?:myself|himself|herself)|end (?:my|his|her) life|self[- ]harm)\b", re.I)),
+    ("unconscious", re.compile(r"\b(?:unconscious|unresponsive|passed out|seizure (?:that )?(?:won'?t|will not) stop)\b",
+                               re.I)),
+]
+SAFETY_LINE = ("This may be an emergency. Call your local emergency number (911 in the US) now, or for a "
+               "poisoning or overdose, Poison Control (1-800-222-1222 in the US). Do not wait for symptoms.")
+URGENT_WORDS = re.compile(r"\b(?:emergency|911|poison control|immediately|right away|urgent(?:ly)?|call (?:your|a) "
+                          r"(?:doctor|health care provider|provider)|emergency room|hospital right away)\b", re.I)
+
+_CASES = re.compile(r"\b(?:case(?:s| note| notes| summar(?:y|ies))?|this patient|the patient|our patient|visit note|"
+                    r"encounter|similar patients?|patients? (?:like|with) (?:this|these))\b", re.I)
+# Common word endings and prefixes: a word that is an inflection of a known word is not an unknown name.
+_AFFIX = re.compile(r"^(?:un|non|re|pre|anti|over|under)|(?:ed|ing|s|es|ly|ness|ment|able|ible)$")
+
+
+def is_asking(sentence: str) -> bool:
+    s = sentence.strip()
+    return s.endswith("?") or bool(_ASKS.match(s)) or bool(_REQUEST.search(s))
+
+
+def asking_sentences(text: str) -> list[str]:
+    return [s for s in split_sentences(text) if is_asking(s)]
+
+
+def question_parts(text: str, max_parts: int = MAX_PARTS) -> list[str]:
+    """The separate questions of a message, in order; [text] when it asks one thing (or none explicitly).
+
+    "Is Lipitor safe in pregnancy? And what dose is usual?" -> two parts. A part that names nothing of its own
+    ("What is the dose?") gets the message's subject added, so it can be searched on its own."""
+    asks = asking_sentences(text)
+    if len(asks) < 2:
+        return [text]
+    asks = [a for a in dict.fromkeys(asks)][:max_parts]
+    topic = subject_of(" ".join(s for s in split_sentences(text) if s not in asks) or asks[0])
+    out = []
+    for a in asks:
+        own = subject_of(a)
+        if len(own.split()) < 2 and topic and topic.lower() not in a.lower():
+            a = f"{a.rstrip(' ?')} ({' '.join(topic.split()[:6])})?"
+        out.append(a)
+    return out
+
+
+def focus_text(text: str) -> str:
+    """The asking sentences of a message (the whole text when none stands out): what must be covered."""
+    asks = asking_sentences(text)
+    return " ".join(asks) if asks and len(asks) < len(split_sentences(text)) else text
+
+
+def _derived_from_known(word: str, known: Callable[[str], bool]) -> bool:
+    w = word.lower()
+    for _ in range(2):
+        stripped = _AFFIX.sub("", w, count=1)
+        if stripped == w or len(stripped) < 4:
+            return False
+        w = stripped
+        if known(w) or known(w + "e"):
+            return True
+    return False
+
+
+def unknown_terms(question: str, texts: Sequence[str], tokenize: Callable[[str], list[str]],
+                  lexicon=None) -> list[str]:
+    """Rare words of the asking sentences that the evidence does not mention under any accepted form, and that
+    the index as a whole does not know either (a drug, disease or gene name the corpus has never seen).
+
+    Rare = split into 3+ pieces by the embedder's tokenizer. Accepted forms come from the lexicon (spelling
+    correction against the index vocabulary, brand <-> generic, acronym <-> long form, plurals). Without a
+    lexicon, a rare word the evidence lacks counts as unknown (the stricter rule)."""
+    have = {t for text in texts for t in _bm25.tokens(text)}
+    subject = subject_of(focus_text(question))
+    out: list[str] = []
+    for m in re.finditer(r"[A-Za-z][A-Za-z'-]{3,}", subject):
+        for w in m.group(0).split("-"):
+            stems = _bm25.tokens(w)
+            if len(w) < 4 or not stems or stems[0] in have or len(tokenize(w)) < 3:
+                continue
+            forms: Iterable[str] = lexicon.variants(w) if lexicon is not None else ()
+            if any(s in have for f in forms for s in _bm25.tokens(f)):
+                continue
+            if lexicon is not None and (lexicon.known(w) or _derived_from_known(w, lexicon.known)
+                                        or any(lexicon.known(f) for f in forms)):
+                continue  # the index knows the word: not an unknown name, only not in these passages
+            out.append(w)
+    return list(dict.fromkeys(out))
+
+
+def emergency_kind(text: str) -> str | None:
+    for kind, pat in _EMERGENCY:
+        if pat.search(text):
+            return kind
+    return None
+
+
+def about_cases(text: str) -> bool:
+    return bool(_CASES.search(text))

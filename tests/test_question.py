@@ -1,0 +1,82 @@
+"""How real messages are read (no model weights): the parts asked, what must be covered, emergencies, scope."""
+from __future__ import annotations
+
+from assistant.question import (about_cases, emergency_kind, focus_text, question_parts, unknown_terms)
+
+
+def pieces(word: str) -> list[str]:
+    """A stand-in for the embedder's WordPiece tokenizer (no weights in this tier): short common words are one
+    piece, long or odd words split into 3-letter pieces, which is what makes a word "rare"."""
+    common = {"diabetes", "california", "southern", "insulin", "glucose", "treated", "treatment", "symptoms"}
+    w = word.lower()
+    return [w] if w in common or len(w) <= 6 else [w[i:i + 3] for i in range(0, len(w), 3)]
+
+
+class FakeLexicon:
+    """The lexicon's query interface over a fixed vocabulary and variant table (the real one is built at ingest
+    and tested in its own module)."""
+
+    def __init__(self, vocab: set[str], variants: dict[str, list[str]]):
+        self.vocab, self.table = vocab, variants
+
+    def known(self, word: str) -> bool:
+        return word.lower() in self.vocab
+
+    def variants(self, word: str) -> list[str]:
+        return self.table.get(word.lower(), [])
+
+
+def test_one_question_is_one_part_and_the_story_is_context():
+    msg = ("I am 84 and live in Southern California. I have had Parkinson for 8 years. "
+           "What treatment options are there?")
+    assert question_parts(msg) == [msg]
+    assert focus_text(msg) == "What treatment options are there?"
+
+
+def test_several_questions_are_split_and_a_bare_part_gets_the_subject():
+    msg = "My mother takes Lipitor for cholesterol. Is it safe with grapefruit juice? What is the usual dose?"
+    parts = question_parts(msg)
+    assert len(parts) == 2 and parts[0].startswith("Is it safe with grapefruit")
+    assert parts[1].startswith("What is the usual dose") and "Lipitor" in parts[1]
+
+
+def test_requests_without_question_marks_count_as_asking():
+    msg = "I AM HAVING PARKINSON FOR LAST 8 YEARS. PLS SUGGEST ANY CARE I NEED TO TAKE."
+    assert focus_text(msg) == "PLS SUGGEST ANY CARE I NEED TO TAKE."
+
+
+def test_context_words_never_veto_only_unknown_focus_terms_do():
+    passages = ["Type 2 diabetes is diagnosed with an A1C test or a fasting plasma glucose test."]
+    lex = FakeLexicon({"diabetes", "glucose", "california", "a1c"}, {})
+    msg = "I live in Southern California near Wieddemanstown. How is type 2 diabetes diagnosed?"
+    assert unknown_terms(msg, passages, pieces, lex) == []  # the town is story, not the question
+    assert unknown_terms("Is zorbaxitrine safe for type 2 diabetes?", passages, pieces, lex) == ["zorbaxitrine"]
+
+
+def test_a_brand_name_is_covered_by_its_generic_and_a_known_word_does_not_veto():
+    passages = ["Atorvastatin lowers LDL cholesterol; take it once a day."]
+    lex = FakeLexicon({"atorvastatin", "flatulence"}, {"lipitor": ["atorvastatin"]})
+    assert unknown_terms("Can I take Lipitor at night?", passages, pieces, lex) == []
+    # Known to the index but not in these passages: verification, not the veto, decides.
+    assert unknown_terms("What causes flatulence?", passages, pieces, lex) == []
+    # Without a lexicon the stricter rule holds: a rare word the evidence lacks vetoes.
+    assert unknown_terms("Can I take Lipitor at night?", passages, pieces, None) == ["Lipitor"]
+
+
+def test_inflections_of_known_words_are_not_unknown_names():
+    lex = FakeLexicon({"refrigerated", "opened"}, {})
+    assert unknown_terms("Is unopened, unrefrigerated insulin still good?", ["Insulin keeps for a month."],
+                         pieces, lex) == []
+
+
+def test_emergencies_are_recognised_in_lay_wording():
+    assert emergency_kind("my son swallowed 25 iron pills an hour ago what do i do") == "overdose"
+    assert emergency_kind("I have crushing chest pain and my left arm is numb") == "chest pain"
+    assert emergency_kind("her face is drooping and she has slurred speech") == "stroke"
+    assert emergency_kind("How is type 2 diabetes diagnosed?") is None
+    assert emergency_kind("What is the treatment for chest acne?") is None
+
+
+def test_case_questions_are_told_apart_from_general_ones():
+    assert about_cases("Show me similar cases of knee pain") and about_cases("What was the plan for this patient?")
+    assert not about_cases("How should unopened insulin be stored?")
