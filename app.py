@@ -37,6 +37,9 @@ FEEDBACK_FLAGS = ["wrong citation", "unsafe"]
 CASE_SCOPE = ["guideline", "reference"]  # what "this case plus the guidelines" adds to the case
 # Events that embed text run one at a time: the embedder's tokenizer is not thread-safe.
 ENGINE = {"concurrency_id": "engine", "concurrency_limit": 1}
+# Answers run side by side: the Assistant serialises its CPU stages itself (work_lock) and the local model queues
+# its requests, so every waiting user gets the quick answer (verified quotes) and their place in the queue at once.
+ANSWERS = {"concurrency_id": "answers", "concurrency_limit": 8}
 SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 
@@ -59,6 +62,11 @@ CSS = """
 .cc-panel { max-height: 62vh; overflow-y: auto; }
 .cc-case h4 { margin: .8em 0 .2em 0; } .cc-case div { white-space: pre-wrap; }
 .cc-empty { border: 1px dashed #b45309; background: #fffbeb; padding: .6em .9em; border-radius: 6px; }
+.cc-notice { border-left: 4px solid #b91c1c; background: #fee2e2; color: #7f1d1d; padding: .4em .7em;
+             margin-bottom: .5em; border-radius: 4px; font-weight: 600; }
+.cc-read, .cc-note, .cc-quotes { font-size: .85em; padding: .2em .5em; margin-bottom: .4em; border-radius: 4px;
+                                 background: var(--background-fill-secondary); }
+.cc-draft { opacity: .8; border-top: 1px dashed var(--border-color-primary); margin-top: .5em; padding-top: .4em; }
 """
 
 # Click on [n]: open that passage in the message and in the sources panel (hover shows it as a tooltip).
@@ -130,7 +138,7 @@ def answer_html(ans: dict) -> str:
     the cited passages (or, on abstention, the closest ones) as openable <details>."""
     aid = ans["answer_id"] or "a"
     by_n = {c["n"]: c for c in ans["citations"]}
-    parts = ['<div class="cc-answer">']
+    parts = ['<div class="cc-answer">', *answer_preamble(ans, aid, by_n)]
     if ans["abstained"]:
         reason = ans.get("abstain_reason") or ""
         parts.append(f'<div class="cc-abstain"><b>No supported answer.</b> {_esc(ans["answer"])}'
@@ -145,6 +153,10 @@ def answer_html(ans: dict) -> str:
                 body = f'<span class="cc-unsupported" title="{_esc(why)}">{body}</span>'
             sents.append(body)
         parts.append(f'<p>{" ".join(sents) if sents else _esc(ans["answer"])}</p>')
+        uncovered = [p["question"] for p in ans.get("parts", []) if not p.get("covered")]
+        if uncovered:
+            parts.append('<div class="cc-note" id="cc-uncovered"><b>Not covered by the indexed sources:</b> '
+                         + "; ".join(f"“{_esc(q)}”" for q in uncovered) + "</div>")
         shown = [c for c in ans["citations"] if c.get("cited")]
     if shown:
         label = "Closest passages" if ans["abstained"] else "References"
@@ -157,8 +169,32 @@ def answer_html(ans: dict) -> str:
     return "".join(parts)
 
 
-def draft_html(text: str) -> str:
-    return f'<div class="cc-answer"><p>{_esc(text)} ▌</p><div class="cc-foot">verifying citations…</div></div>'
+def answer_preamble(ans: dict, aid: str, by_n: dict[int, dict]) -> list[str]:
+    """Urgent-care advice first, then the words read differently, then how the answer was made."""
+    out = []
+    if ans.get("notice"):
+        where = "" if ans.get("notice_from_sources") else \
+            ' <span class="cc-badge bad">safety notice, not from the indexed sources</span>'
+        out.append(f'<div class="cc-notice" id="cc-notice">⚠ {_link_citations(ans["notice"], aid, by_n)}{where}</div>')
+    if ans.get("corrections"):
+        read = "; ".join(f"“{_esc(c['original'])}” as “{_esc(c['replacement'])}” ({_esc(c.get('kind', ''))})"
+                         for c in ans["corrections"])
+        out.append(f'<div class="cc-read" id="cc-read">Read {read}.</div>')
+    if ans.get("kind") == "quotes" and not ans["abstained"]:
+        out.append('<div class="cc-quotes" id="cc-quotes"><b>Quoted from the sources</b> (each sentence verified '
+                   'against its passage)</div>')
+    if ans.get("note"):
+        out.append(f'<div class="cc-note">{_esc(ans["note"])}</div>')
+    return out
+
+
+def draft_html(text: str, quick: dict | None = None, status: str = "verifying citations…") -> str:
+    """The answer being written: the quick answer (verified quotes) on top when there is one, the draft below."""
+    if quick is None:
+        return f'<div class="cc-answer"><p>{_esc(text)} ▌</p><div class="cc-foot">{_esc(status)}</div></div>'
+    draft = f'<div class="cc-draft"><p>{_esc(text)} ▌</p></div>' if text else ""
+    return (answer_html(quick).removesuffix("</div>") + draft
+            + f'<div class="cc-foot" id="cc-writing">{_esc(status)}</div></div>')
 
 
 def sources_panel(ans: dict | None, sources: list | None = None) -> str:
@@ -270,13 +306,20 @@ class CareCiteApp:
         yield chat, "", sources_panel(None), turns, None, ids, ""
         try:
             events = self.assistant.stream(q, history=turns, filters=self.filters(scope, sources, specialties))
-            draft = ""
+            draft, quick, status = "", None, "verifying citations…"
             for ev in events:
                 if ev["type"] == "sources":
                     yield chat, "", sources_panel(None, ev["sources"]), turns, None, ids, ""
+                elif ev["type"] in ("quick", "queued"):
+                    if ev["type"] == "quick":
+                        quick, status = ev["answer"].to_json(), "the full answer is being written…"
+                    else:
+                        status = f"the full answer is queued (position {ev['position']})…"
+                    chat[-1] = {"role": "assistant", "content": draft_html(draft, quick, status)}
+                    yield chat, "", gr.skip(), turns, None, ids, ""
                 elif ev["type"] == "token":
                     draft += ev["text"]
-                    chat[-1] = {"role": "assistant", "content": draft_html(draft)}
+                    chat[-1] = {"role": "assistant", "content": draft_html(draft, quick, status)}
                     yield chat, "", gr.skip(), turns, None, ids, ""
                 elif ev["type"] == "answer":
                     ans = ev["answer"].to_json()
@@ -453,7 +496,7 @@ class CareCiteApp:
                     case_list = self._cases_tab()
                 with gr.Tab("Index", id="index"):
                     self._index_tab(status, source_filter)
-            gr.api(self.ask, api_name="ask", **ENGINE)
+            gr.api(self.ask, api_name="ask", **ANSWERS)
             demo.load(self.status_md, None, status, api_visibility="private")  # fresh counts on every visit
             demo.load(self.search_cases, case_list[0], case_list[1:], api_visibility="private")  # cases ingested since
         return demo
@@ -497,8 +540,8 @@ class CareCiteApp:
 
         ins = [box, chat, turns, ids, scope, sources, specialty]
         outs = [chat, box, panel, turns, last, ids, copy_box]
-        send.click(self.chat, ins, outs, api_name="chat", **ENGINE)
-        box.submit(self.chat, ins, outs, api_visibility="private", **ENGINE)
+        send.click(self.chat, ins, outs, api_name="chat", **ANSWERS)
+        box.submit(self.chat, ins, outs, api_visibility="private", **ANSWERS)
         clear.click(lambda: ([], [], None, {}, sources_panel(None), ""), None,
                     [chat, turns, last, ids, panel, copy_box], api_visibility="private")
         copy_btn.click(None, copy_box, None, api_visibility="private",
@@ -533,8 +576,8 @@ class CareCiteApp:
         case.change(self.open_case, case, viewer, api_visibility="private")
         similar_btn.click(self.similar_cases, case, [similar, similar_info], api_visibility="private", **ENGINE)
         similar.select(lambda d: d, similar, case, api_visibility="private")
-        cgo.click(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ENGINE)
-        cq.submit(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ENGINE)
+        cgo.click(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ANSWERS)
+        cq.submit(self.ask_case, [case, cq], [canswer, csources], api_visibility="private", **ANSWERS)
         return q, case, results
 
     def _index_tab(self, status: gr.Markdown, source_filter: gr.Dropdown) -> None:

@@ -89,3 +89,29 @@ def test_ask_open_citation_filter_and_screenshot(page):
     pg.get_by_role("tab", name="Cases").click()  # the case list is filled when the page loads
     assert pg.locator(".cc-foot").filter(has_text=re.compile(r"^\d+ cases$")).first.inner_text().endswith("cases")
     assert outside == [], f"the page fetched from outside loopback: {outside[:5]}"
+
+
+def test_quick_answer_shows_before_the_model_answer(small_index):
+    """With a real local model (SmolLM2, the test preset's), the verified quotes appear while the model writes,
+    marked as quotes, and the final verified answer replaces them."""
+    from playwright.sync_api import sync_playwright
+    s = small_index.model_copy(deep=True)
+    s.generator.kind, s.generator.local_model, s.generator.max_tokens, s.generator.n_ctx = "local", "smollm2", 96, 2048
+    with running_app(s) as (url, _), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        pg = browser.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(url)
+        pg.locator("#cc-question textarea").fill("What are the symptoms of breast cancer?")
+        pg.locator("#cc-ask").click()
+        writing = pg.locator("#cc-chat #cc-writing")
+        writing.wait_for()  # the quick answer is on screen while the full answer is written
+        quick = pg.locator("#cc-chat .cc-answer").last
+        assert quick.locator("#cc-quotes").count() == 1 and quick.locator("a.cc-cite").count() >= 1
+        assert "breast" in quick.inner_text().lower()
+        pg.locator("#cc-chat .cc-foot:has-text('answer id')").last.wait_for()
+        final = pg.locator("#cc-chat .cc-answer").last
+        assert writing.count() == 0 and "generator: local:smollm2" in final.inner_text()
+        # The model's verified answer, or the quotes it fell back to (kind "quotes"): cited either way.
+        assert final.locator("a.cc-cite").count() >= 1
+        browser.close()
