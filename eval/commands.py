@@ -1,4 +1,4 @@
-"""`carecite eval mirage | pubmedqa | grounding`: the benchmarks that need the generator.
+"""`carecite eval mirage | pubmedqa | grounding | liveqa`: the benchmarks that need the generator.
 
 carecite/cli.py calls add_eval_commands(eval_subparsers). Every command:
   * takes --generator local|openai|extractive and --base-url/--model/--api-key for any OpenAI-compatible server;
@@ -498,3 +498,9 @@ def add_eval_commands(eval_subparsers) -> None:
     q.add_argument("--labels", help="hand-labelled pairs (default tests/fixtures/grounding_labels.jsonl)")
     _common(q, qa=False)
     q.set_defaults(fn=cmd_grounding)
+
+    from eval import liveqa
+    q = eval_subparsers.add_parser("liveqa", help="real consumer questions (LiveQA): answer rate, verified "
+                                                  "sentences, agreement with references, abstention")
+    liveqa.add_arguments(q)
+    q.set_defaults(fn=liveqa.cmd_liveqa)
