@@ -728,7 +728,7 @@ def build_report(results: dict[str, list[dict]], items: Sequence[EvalItem], labe
     report = {"benchmark": "liveqa", "setup": setup, "labels": label_counts(labels), "summary": summary,
               "scores": scores}
     files["json"] = str(write_json(report, out / "report.json"))
-    files["markdown"] = str(write_markdown(md, out / "report.md", "LiveQA real questions", digits=1))
+    files["markdown"] = str(write_markdown(md, out / "report.md", "LiveQA real questions", digits=2))
     if summary:
         metrics = ["answer rate %", "shown sentences verified %", "agrees with reference (proxy) %",
                    "abstained, hand-written %", "abstained, liveqa not in corpus %"]
