@@ -170,6 +170,10 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
         raise ApiError(400, f"the request body is not valid JSON: {str(e)[:200]}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
+    bad = _lone_surrogate(data)
+    if bad is not None:
+        raise ApiError(400, f"{bad or 'body'}: text holds a lone UTF-16 surrogate (e.g. \\ud800), which is not "
+                            "valid Unicode; send valid UTF-8 text", code="invalid_text", param=bad or None)
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -179,11 +183,34 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
         raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from None
 
 
-def parse_filters(raw: list[str] | dict[str, Any] | None) -> Filters:
+def _lone_surrogate(data: Any) -> str | None:
+    """The dotted location ("" for the top) of the first string or key in decoded JSON that is not valid
+    Unicode (a lone surrogate such as "\\ud800"); None if there is none. Iterative: nesting depth is the client's."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for k, v in reversed(list(items)):
+            loc = f"{where}.{k}" if where else str(k)
+            stack.append((loc, v))
+            if isinstance(k, str):
+                stack.append((loc, k))
+    return None
+
+
+def parse_filters(raw: list[str] | dict[str, Any] | None, where: str = "filters") -> Filters:
+    """Filters.parse, its FilterError as a 400 naming the field (e.g. param "filters.date_to")."""
     try:
         return Filters.parse(raw)
     except FilterError as e:
-        raise ApiError(400, str(e), code="invalid_filter", param="filters") from None
+        param = f"{where}.{e.key}" if e.key else where
+        raise ApiError(400, f"{param}: {e}", code="invalid_filter", param=param) from None
 
 
 def split_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
@@ -334,7 +361,7 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
     async def chat(request: Request):
         req: ChatRequest = parse_body(await read_body(request), ChatRequest)
         question, history = split_messages(req.messages)
-        filters = parse_filters(req.carecite.filters if req.carecite else None)
+        filters = parse_filters(req.carecite.filters if req.carecite else None, "carecite.filters")
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), MODEL_ID
         if not req.stream:
             try:

@@ -49,7 +49,11 @@ class Hit:
 
 
 class FilterError(ValueError):
-    """A filter names an unknown key or a malformed value."""
+    """A filter names an unknown key or a malformed value; `key` is the filter at fault (None: the whole value)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -78,39 +82,50 @@ class Filters:
         pairs: dict[str, Any] = {}
         if isinstance(items, dict):
             pairs = dict(items)
-        else:
+        elif isinstance(items, list):
             for item in items:
                 if not isinstance(item, str) or "=" not in item:
                     raise FilterError(f"filter {item!r} is not KEY=VALUE; keys: {', '.join(FILTER_KEYS)}")
                 k, v = item.split("=", 1)
                 pairs.setdefault(k.strip(), []).extend(x.strip() for x in v.split(",") if x.strip())
+        else:
+            raise FilterError(f"filters must be a list of KEY=VALUE strings or an object, got {type(items).__name__}")
         out = cls()
         for k, v in pairs.items():
             if k not in FILTER_KEYS:
-                raise FilterError(f"unknown filter {k!r}; known filters: {', '.join(FILTER_KEYS)}")
+                raise FilterError(f"unknown filter {k!r}; known filters: {', '.join(FILTER_KEYS)}", k)
             if k in ("date_from", "date_to"):
-                v = v[-1] if isinstance(v, list) else v
-                if not isinstance(v, str) or not _is_iso_date(v):
-                    raise FilterError(f"filter {k} needs an ISO date (YYYY-MM-DD), got {v!r}")
-                setattr(out, k, v)
+                if isinstance(v, list) and len(v) == 1:  # KEY=VALUE items arrive as one-element lists
+                    v = v[0]
+                date = _iso_date(v) if isinstance(v, str) else None
+                if date is None:
+                    raise FilterError(f"filter {k} needs one ISO date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS), "
+                                      f"got {v!r}", k)
+                setattr(out, k, date)
                 continue
-            vals = [v] if isinstance(v, str) else list(v or [])
-            if not vals or not all(isinstance(x, str) and x for x in vals):
-                raise FilterError(f"filter {k} needs one or more non-empty string values, got {v!r}")
+            vals = [v] if isinstance(v, str) else v if isinstance(v, list) else None
+            if not vals or not all(isinstance(x, str) and x.strip() for x in vals):
+                raise FilterError(f"filter {k} needs one or more non-empty strings, got {v!r}", k)
             if k == "specialty":  # stored lower-case (ingest.documents.specialties)
                 vals = [x.lower() for x in vals]
             if k == "doc_type":
                 bad = [x for x in vals if x not in DOC_TYPES]
                 if bad:
-                    raise FilterError(f"unknown doc_type {bad}; choose from {', '.join(DOC_TYPES)}")
+                    raise FilterError(f"unknown doc_type {bad}; choose from {', '.join(DOC_TYPES)}", k)
             setattr(out, k, vals)
         return out
 
 
-def _is_iso_date(v: str) -> bool:
+def _iso_date(v: str) -> str | None:
+    """"YYYY-MM-DD" as given, a date-time as RFC 3339 UTC ("YYYY-MM-DDTHH:MM:SSZ"), or None if it is neither."""
     import datetime as dt
+    v = v.strip()
     try:
-        dt.date.fromisoformat(v[:10])
-        return True
+        if len(v) == 10:
+            return dt.date.fromisoformat(v).isoformat()
+        t = dt.datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
     except ValueError:
-        return False
+        return None
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
