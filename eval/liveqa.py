@@ -367,9 +367,10 @@ def _ordered(items: list, limit: int | None) -> list:
 
 def build_items(data_mirror: Path | str, half: str = "tune", limit: int | None = None,
                 unanswerable: bool = False, labels_path: Path | str = LABELS,
-                unanswerable_path: Path | str = UNANSWERABLE) -> list[EvalItem]:
-    """The liveqa questions of a half (limit: the first N in a fixed shuffled order) and, with unanswerable=True,
-    the hand-written unanswerable questions of the same half (limit applies to them separately)."""
+                unanswerable_path: Path | str = UNANSWERABLE, answerable_only: bool = False) -> list[EvalItem]:
+    """The liveqa questions of a half (limit: the first N in a fixed shuffled order; answerable_only: only those
+    the corpus answers) and, with unanswerable=True, the hand-written unanswerable questions of the same half
+    (limit applies to them separately)."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     labels = load_labels(labels_path)
@@ -383,6 +384,8 @@ def build_items(data_mirror: Path | str, half: str = "tune", limit: int | None =
                       tuple(a.text for a in q.answers), tuple(labels[q.qid].get("matched_doc_ids", [])),
                       labels[q.qid].get("focus_in_corpus"))
              for q in in_half(questions, half)]
+    if answerable_only:
+        items = [it for it in items if it.answerable]
     items = _ordered(items, limit)
     if unanswerable:
         hand = [EvalItem(r["id"], r["question"], "handwritten", False, half_of(r["id"]), r.get("kind", ""))
@@ -752,6 +755,9 @@ def add_arguments(q) -> None:
     q.add_argument("--n-ctx", type=int, help="model context window (generator.n_ctx)")
     q.add_argument("--limit", type=int, help="first N liveqa questions of the half (fixed shuffled order), and "
                                              "first N hand-written ones with --unanswerable")
+    q.add_argument("--answerable-only", action="store_true",
+                   help="only the liveqa questions the corpus answers (with --unanswerable: plus the hand-written "
+                        "unanswerable ones): the answer-rate and abstention targets at a third of the cost")
     q.add_argument("--unanswerable", action="store_true",
                    help="also ask the hand-written unanswerable questions of the half")
     q.add_argument("--report-dir", help="report and answers folder (default <data_dir>/reports/liveqa); "
@@ -776,7 +782,8 @@ def cmd_liveqa(args) -> int:
         say(f"wrote {LABELS}: {sum(r['answerable'] for r in rows)} of {len(rows)} questions answerable")
         print(json.dumps(label_counts({r["id"]: r for r in rows}), indent=1))
         return 0
-    items = build_items(s.paths.data_mirror, args.half, args.limit, args.unanswerable)
+    items = build_items(s.paths.data_mirror, args.half, args.limit, args.unanswerable,
+                        answerable_only=args.answerable_only)
     out = Path(args.report_dir) if args.report_dir else s.paths.data_dir / "reports" / "liveqa"
     from assistant.generators import get_generator
     from assistant.pipeline import Assistant

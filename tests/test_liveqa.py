@@ -296,3 +296,13 @@ def test_command_runs_resumes_and_refuses_bad_input(tiny_index, tmp_path, capsys
     assert report["setup"]["liveqa questions"] == 1 and report["setup"]["hand-written unanswerable"] == 1
     assert main(base + ["--limit", "0"]) == 2
     assert "limit must be >= 1" in capsys.readouterr().err
+
+
+def test_answerable_only_keeps_the_questions_the_corpus_answers(data_mirror):
+    from eval.liveqa import build_items
+    every = build_items(data_mirror, "tune")
+    only = build_items(data_mirror, "tune", answerable_only=True)
+    assert only and all(it.answerable for it in only)
+    assert {it.qid for it in only} == {it.qid for it in every if it.answerable}
+    with_hand = build_items(data_mirror, "tune", answerable_only=True, unanswerable=True)
+    assert {it.set for it in with_hand} == {"liveqa", "handwritten"}
