@@ -499,6 +499,11 @@ def add_eval_commands(eval_subparsers) -> None:
     _common(q, qa=False)
     q.set_defaults(fn=cmd_grounding)
 
+    from eval import phi
+    q = eval_subparsers.add_parser("phi", help="PHI guard recall on the synthetic set; false positives on guideline text")
+    phi.add_arguments(q)
+    q.set_defaults(fn=lambda a: phi.run(a, Settings().paths.data_mirror))
+
     from eval import liveqa
     q = eval_subparsers.add_parser("liveqa", help="real consumer questions (LiveQA): answer rate, verified "
                                                   "sentences, agreement with references, abstention")

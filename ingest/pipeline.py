@@ -7,6 +7,7 @@ skipped; nothing already stored is touched by it.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -239,8 +240,17 @@ class Ingestor:
         return report
 
     def _guard(self, doc: Document) -> tuple[Document | None, dict | None]:
-        res = guard(doc, self.phi_policy)
+        res = guard(doc, self.phi_policy, key=self._phi_key())
         return res.doc, (None if res.action == "clean" else res.to_dict())
+
+    def _phi_key(self) -> bytes:
+        """This index's secret for the tags of masked document ids (made once, kept in the index metadata), so
+        that a tag cannot be matched against a guessed file name without the index itself."""
+        meta = self.index.get_meta()
+        if not meta.get("phi_key"):
+            meta = {**meta, "phi_key": secrets.token_hex(16)}
+            self.index.set_meta(meta)
+        return bytes.fromhex(meta["phi_key"])
 
     def _write(self, pending: list[tuple[Document, list[Chunk], bool]], report: IngestReport, meta: dict) -> None:
         chunks = [c for _, cs, _ in pending for c in cs]

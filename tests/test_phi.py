@@ -1,4 +1,6 @@
-"""PHI guard: measured recall/precision on a labelled synthetic set, behaviour of guard(), real ACI-Bench notes."""
+"""PHI guard: recall on the synthetic sets (eval/phi.py), the forms issue 9 found missed, eponyms and drug names
+kept, guard() on text and on labels (file names, ids, paths), doc types honoured by the readers, and the real
+Ingestor storing case documents only masked."""
 from __future__ import annotations
 
 import csv
@@ -8,57 +10,103 @@ from pathlib import Path
 
 import pytest
 
+from carecite.runtime import open_index
 from carecite.settings import Settings
-from ingest.documents import Document, Section
-from ingest.phi import KINDS, guard, mask, phi_eval, scan
-from ingest.readers import read_corpus
+from eval.phi import DEV_SET, HELDOUT_SET, TARGET_RECALL, evaluate, false_positives, write_sets
+from indexes.types import Filters
+from ingest.documents import Document, ReaderError, Section
+from ingest.phi import KINDS, guard, mask, scan, scan_label
+from ingest.pipeline import Ingestor, SourceSpec
+from ingest.readers import read_corpus, read_path
 
-FIXTURE = Path(__file__).parent / "fixtures" / "phi_synthetic.jsonl"
+OLDER_SET = Path(__file__).parent / "fixtures" / "phi_synthetic.jsonl"
 MIRROR = Settings().paths.data_mirror
-# Measured on the fixture: NAME 0.968, DATE 1.0, PHONE 0.95, EMAIL 1.0, ID 1.0, ADDRESS 1.0 (overall precision 1.0).
-# Thresholds sit a little below so that one new miss is a signal, not noise.
-MIN_RECALL = {"NAME": 0.93, "DATE": 0.95, "PHONE": 0.9, "EMAIL": 0.9, "ID": 0.9, "ADDRESS": 0.9}
 
 
-@pytest.fixture(scope="module")
-def evaluation():
-    return phi_eval(FIXTURE)
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def test_fixture_is_big_enough_and_covers_every_kind():
-    lines = [json.loads(x) for x in FIXTURE.read_text().splitlines()]
-    spans = [s for x in lines for s in x["phi"]]
-    assert len(spans) >= 150 and {s["kind"] for s in spans} == set(KINDS)
-    assert sum(1 for x in lines if not x["phi"]) >= 50
-    assert all(s["text"] in x["text"] for x in lines for s in x["phi"])
+# ---------------------------------------------------------------- measured recall
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_recall_per_kind(evaluation, kind):
-    assert evaluation["per_kind"][kind]["recall"] >= MIN_RECALL[kind], evaluation["per_kind"][kind]
+def test_synthetic_sets_are_reproducible_and_big_enough(tmp_path):
+    dev, held = write_sets(folder=tmp_path)  # same seed: byte for byte the committed fixtures
+    assert dev.read_bytes() == DEV_SET.read_bytes(), "the dev set no longer matches its generator"
+    assert held.read_bytes() == HELDOUT_SET.read_bytes(), "the held-out set no longer matches its generator"
+    dev_r, held_r = _records(DEV_SET), _records(HELDOUT_SET)
+    ids = [g for r in dev_r + held_r for g in r["phi"]]
+    assert len(ids) >= 300 and {g["kind"] for g in ids} == set(KINDS)
+    assert abs(len(held_r) / (len(dev_r) + len(held_r)) - 1 / 3) < 0.01
+    assert sum(not r["phi"] for r in dev_r + held_r) >= 60  # clean snippets: eponyms, drugs, young ages
+    both = {r["text"] for r in dev_r} & {r["text"] for r in held_r}
+    assert not both, f"{len(both)} texts in both parts"  # no held-out text printed
 
 
-def test_precision_and_clean_negatives(evaluation):
-    assert evaluation["precision"] >= 0.95
-    assert evaluation["negatives_with_findings"] <= 2, evaluation["false_positive_examples"]
+def test_recall_on_the_dev_set_meets_the_target():
+    r = evaluate(DEV_SET)
+    assert r["recall"] >= TARGET_RECALL, r["per_kind"]
+    assert all(v["recall"] >= 0.9 for v in r["per_kind"].values()), r["per_kind"]
+    assert r["precision"] >= 0.95 and r["negatives_with_findings"] == 0, r["wrong_findings"]
+
+
+def test_recall_on_the_older_labelled_set():
+    lines = _records(OLDER_SET)
+    assert sum(len(x["phi"]) for x in lines) >= 150 and all(g["text"] in x["text"] for x in lines for g in x["phi"])
+    r = evaluate(OLDER_SET)
+    assert r["recall"] >= TARGET_RECALL and r["precision"] >= 0.95, r["per_kind"]
+    assert r["negatives_with_findings"] <= 1, r["wrong_findings"]
+
+
+# ---------------------------------------------------------------- forms and non-PHI
+
+
+@pytest.mark.parametrize("text, identifier", [
+    ("Spoke with john smith about the results.", "john smith"),
+    ("SMITH, JOHN  admitted overnight", "SMITH, JOHN"),
+    ("Chidi Okonkwo presented with chest pain.", "Chidi Okonkwo"),
+    ("Patient: Chidi Okonkwo", "Chidi Okonkwo"),
+    ("my name is chidi okonkwo and i need a refill", "chidi okonkwo"),
+    ("Electronically signed by Ngozi Adeyemi, MD", "Ngozi Adeyemi"),
+    ("dob 14-Mar-1962", "14-Mar-1962"),
+    ("write to john dot smith at example dot com", "john dot smith at example dot com"),
+    ("Smith, [NAME] was admitted.", "Smith"),
+    ("She lives in apartment 4B.", "apartment 4B"),
+    ("A 94-year-old man with a hip fracture.", "94"),
+    ("Age: 101", "101"),
+    ("Portal login from 203.0.113.77.", "203.0.113.77"),
+    ("Results: https://portal.example.org/results?patient=12345", "https://portal.example.org/results?patient=12345"),
+    ("Chart at https://ehr.example.com/patients/12345/notes", "https://ehr.example.com/patients/12345/notes"),
+    ("Mr. Okonkwo, seen today. Okonkwo denies fever.", "Okonkwo denies"),
+])
+def test_forms_missed_before_are_masked(text, identifier):
+    masked = mask(text)
+    left = [w for w in re.findall(r"\w+", identifier) if re.search(rf"\b{re.escape(w)}\b", masked)
+            and w not in ("denies",)]
+    assert not left, masked
 
 
 @pytest.mark.parametrize("text", [
     "Parkinson disease treated with carbidopa-levodopa 25/100 mg three times daily.",
     "History of Crohn's disease and Hashimoto thyroiditis; positive Murphy sign.",
-    "She is a 50-year-old on Lasix 20 mg, Crestor 20 mg and Allegra as needed.",
-    "BP 132/80, HR 84, SpO2 96%, grade 3/6 murmur, strength 5/5, seen in 2019.",
+    "Hodgkin lymphoma in remission; Alzheimer dementia, Down syndrome and Graves disease in the family.",
+    "Guillain-Barre syndrome, Cushing syndrome, Addison disease, Bell's palsy and Lou Gehrig's disease.",
+    "She is a 50-year-old on Lasix 20 mg, Crestor 20 mg, Eliquis, Xarelto, Januvia, Lyrica and Allegra.",
+    "BP 132/80, HR 84, SpO2 96%, grade 3/6 murmur, strength 5/5, seen in 2019; insulin 10 units at bedtime.",
+    "Patient Education: Parkinson disease. Seen by Cardiology; follow up with Neurology.",
 ])
-def test_clinical_text_without_phi_is_clean(text):
+def test_eponyms_drugs_and_clinical_text_are_not_masked(text):
     assert scan(text) == []
 
 
 def test_scan_finds_and_mask_replaces_each_kind():
     text = ("Mr. John Perry (DOB 04/12/1957, MRN 6624019) lives at 14 Birch Way, Austin, TX 78701; "
             "call 555-201-3344 or mail jp@example.com.")
-    kinds = [f.kind for f in scan(text)]
-    assert kinds == ["NAME", "DATE", "ID", "ADDRESS", "PHONE", "EMAIL"]
+    assert [f.kind for f in scan(text)] == ["NAME", "DATE", "ID", "ADDRESS", "PHONE", "EMAIL"]
     assert mask(text) == "Mr. [NAME] (DOB [DATE], MRN [ID]) lives at [ADDRESS]; call [PHONE] or mail [EMAIL]."
+
+
+# ---------------------------------------------------------------- guard
 
 
 def _case() -> Document:
@@ -97,6 +145,34 @@ def test_unknown_policy_is_refused():
         guard(_case(), "ignore")
 
 
+def _named_file(name: str) -> Document:
+    return Document(doc_id=f"cases:{name}", doc_type="case", source="cases", title=Path(name).stem,
+                    path=f"/srv/cases/{name}", sections=[Section("", "Discharged home on metformin 500 mg.")])
+
+
+def test_identifiers_in_file_names_are_masked_and_ids_stay_distinct():
+    a, b = _named_file("John Smith discharge.txt"), _named_file("Mary Jones discharge.txt")
+    assert guard(a).action == "rejected"  # the file name alone is PHI
+    ma, mb = guard(a, "mask", key=b"k1").doc, guard(b, "mask", key=b"k1").doc
+    for doc, name in ((ma, "John Smith"), (mb, "Mary Jones")):
+        labels = json.dumps([doc.doc_id, doc.path, doc.title, doc.source, doc.metadata()])
+        assert not any(w in labels for w in name.split()), labels
+        assert doc.doc_id.startswith("cases:[NAME] discharge.txt#") and doc.title == "[NAME] discharge"
+    assert ma.doc_id != mb.doc_id  # two patients, two documents
+    assert guard(a, "mask", key=b"k1").doc.doc_id == ma.doc_id != guard(a, "mask", key=b"k2").doc.doc_id
+
+
+def test_a_name_found_in_the_text_is_masked_in_the_file_name_and_elsewhere():
+    doc = Document(doc_id="cases:chidi_okonkwo_dc-2021-03-04.txt", doc_type="case", source="cases",
+                   title="chidi_okonkwo_dc-2021-03-04", path="/srv/cases/chidi_okonkwo_dc-2021-03-04.txt",
+                   sections=[Section("", "Patient: Chidi Okonkwo. Okonkwo reports less pain.")])
+    masked = guard(doc, "mask").doc
+    dumped = json.dumps([masked.doc_id, masked.path, masked.title, masked.sections[0].text]).lower()
+    assert "chidi" not in dumped and "okonkwo" not in dumped and "2021-03-04" not in dumped
+    assert [f.text for f in scan_label("/data/MRN 4471882/smith-john_2021-03-04.pdf")] == [
+        "4471882", "smith-john", "2021-03-04"]
+
+
 @pytest.mark.skipif(not (MIRROR / "aci-bench").is_dir(), reason="data mirror not present")
 def test_no_patient_name_survives_masking_in_real_aci_notes():
     names = set()
@@ -113,3 +189,59 @@ def test_no_patient_name_survives_masking_in_real_aci_notes():
              for n in names for m in re.finditer(rf"\b{n}\b", s.text)
              if not not_people.search(s.text[max(0, m.start() - 5):m.end() + 15])]
     assert leaks == []
+
+
+@pytest.mark.skipif(not (MIRROR / "medquad").is_dir(), reason="data mirror not present")
+def test_false_positives_on_guideline_passages_are_listed_and_spare_eponyms():
+    fp = false_positives(MIRROR, n=60, seed=1)
+    assert fp["passages"] == 60 and fp["findings"] == len(fp["masked"]) <= 10
+    assert all(x["text"] and x["context"] and x["kind"] in KINDS for x in fp["masked"])
+    assert not [x for x in fp["masked"] if re.search(r"Parkinson|Hodgkin|Alzheimer|Crohn|Down", x["text"])]
+
+
+# ---------------------------------------------------------------- doc types and the real pipeline
+
+CASE_JSONL = {"_id": "case-7", "title": "ED visit",
+              "text": "Patient: Chidi Okonkwo, DOB 14-Mar-1962, MRN 7781234. Lives at 12 Oak Street, Springfield, "
+                      "IL 62704. Call 415-555-0199 or chidi.okonkwo@example.com. Presented with chest pain."}
+IDENTIFIERS = ["Chidi", "Okonkwo", "14-Mar-1962", "7781234", "12 Oak Street", "415-555-0199",
+               "chidi.okonkwo@example.com", "John", "Smith"]
+
+
+def _case_folder(root: Path) -> Path:
+    folder = root / "ward cases"
+    folder.mkdir()
+    (folder / "cases.jsonl").write_text(json.dumps(CASE_JSONL) + "\n")
+    (folder / "John Smith discharge.txt").write_text("Discharged home on metformin 500 mg twice daily. "
+                                                     "Follow up in clinic in two weeks.")
+    return folder
+
+
+def test_a_given_doc_type_is_honoured_for_known_formats(tmp_path):
+    folder = _case_folder(tmp_path)
+    assert [d.doc_type for d in read_path(folder / "cases.jsonl")] == ["reference"]  # the format's own label
+    assert [d.doc_type for d in read_path(folder / "cases.jsonl", doc_type="case")] == ["case"]
+    aci = sorted((MIRROR / "aci-bench" / "challenge_data").glob("valid.csv"))
+    if aci:
+        with pytest.raises(ReaderError, match="holds case notes .* without the PHI guard"):
+            list(read_path(aci[0], doc_type="guideline"))
+
+
+def test_ingest_stores_case_files_only_masked(tmp_settings, embedder, tmp_path):
+    folder = _case_folder(tmp_path)
+    spec = SourceSpec("ward cases", path=folder, doc_type="case", source="Ward cases")
+    with open_index(tmp_settings, create=True, dim=embedder.dim) as index:
+        ingest = lambda policy: Ingestor(index, embedder, phi_policy=policy, show_progress=False,  # noqa: E731
+                                         data_mirror=tmp_settings.paths.data_mirror).run([spec])
+        rejected = ingest("reject")
+        assert not rejected.errors and index.count() == 0
+        assert sorted(p["action"] for p in rejected.phi) == ["rejected", "rejected"]
+
+        masked = ingest("mask")
+        assert not masked.errors and masked.docs_new == 2
+        stored = [(c, c.metadata) for c, _ in index.scroll(None)]
+        assert stored and all(m["doc_type"] == "case" for _, m in stored)
+        payloads = json.dumps([[c.doc_id, c.text, m] for c, m in stored])
+        assert [x for x in IDENTIFIERS if x in payloads] == []
+        assert "[NAME] discharge.txt#" in payloads and "Presented with chest pain" in payloads
+        assert index.get_meta()["phi_key"]  # the id tags are keyed per index

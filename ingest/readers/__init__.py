@@ -28,7 +28,7 @@ __all__ = ["READER_VERSION", "read_path", "read_corpus", "corpus_files", "CORPOR
 
 # Bump when readers change what they produce: sources whose files are unchanged are then read again
 # (unchanged text is not re-embedded; changed metadata is rewritten in place).
-READER_VERSION = 2
+READER_VERSION = 3  # 3: a doc type given for a known format is honoured
 
 _GENERIC = {".md": read_markdown, ".markdown": read_markdown, ".html": read_html, ".htm": read_html,
             ".txt": read_plaintext, ".text": read_plaintext, ".pdf": read_pdf}
@@ -44,8 +44,10 @@ def read_path(path: Path | str, *, doc_type: str | None = None, source: str | No
     """Documents in one file, by suffix and, for .jsonl/.csv, by its columns.
 
     doc_type (default "guideline"), source (default: the parent folder's name) and doc_id apply to generic files
-    (Markdown, HTML, text, PDF); the known corpus formats carry their own. A `<split>_metadata.csv` yields
-    nothing: it is read together with its `<split>.csv`.
+    (Markdown, HTML, text, PDF); the known corpus formats carry their own source and ids. A doc_type given for a
+    known format replaces the format's own, except that case notes (ACI-Bench, MTS-Dialog) cannot be relabelled
+    as anything but "case" (that would take them past the PHI guard): ReaderError. A `<split>_metadata.csv`
+    yields nothing: it is read together with its `<split>.csv`.
     """
     path = Path(path)
     if doc_type is not None and doc_type not in DOC_TYPES:
@@ -54,6 +56,20 @@ def read_path(path: Path | str, *, doc_type: str | None = None, source: str | No
     if suffix in _GENERIC:
         return _GENERIC[suffix](path, doc_type=doc_type or "guideline", source=source, doc_id=doc_id,
                                 max_bytes=max_bytes)
+    docs = _read_known_format(path, suffix, max_bytes)
+    return docs if doc_type is None else _relabel(docs, doc_type, path)
+
+
+def _relabel(docs: Iterator[Document], doc_type: str, path: Path) -> Iterator[Document]:
+    for doc in docs:
+        if doc.doc_type == "case" and doc_type != "case":
+            raise ReaderError(f"{path}: holds case notes ({doc.source}); doc type {doc_type!r} would store them "
+                              "without the PHI guard. Use doc type 'case' or leave it out.")
+        doc.doc_type = doc_type
+        yield doc
+
+
+def _read_known_format(path: Path, suffix: str, max_bytes: int) -> Iterator[Document]:
     if suffix == ".xml":
         return read_medquad_file(path, max_bytes)
     if suffix == ".json":
