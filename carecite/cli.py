@@ -19,6 +19,10 @@ def cmd_ingest(args) -> int:
     from carecite.models import get_embedder
     from ingest.pipeline import DEFAULT_CORPUS, Ingestor, SourceSpec
 
+    if args.doc_type and not args.paths:  # named corpora carry their own types: never ignore it silently
+        print(f"error: --doc-type {args.doc_type} applies to your own files (give their paths); the named corpora "
+              "carry their own document types", file=sys.stderr)
+        return 2
     s = _settings(args)
     if args.phi_policy:
         s.phi.policy = args.phi_policy

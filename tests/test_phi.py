@@ -245,3 +245,9 @@ def test_ingest_stores_case_files_only_masked(tmp_settings, embedder, tmp_path):
         assert [x for x in IDENTIFIERS if x in payloads] == []
         assert "[NAME] discharge.txt#" in payloads and "Presented with chest pain" in payloads
         assert index.get_meta()["phi_key"]  # the id tags are keyed per index
+
+
+def test_a_doc_type_for_named_corpora_only_is_refused(capsys):
+    from carecite.cli import main
+    assert main(["ingest", "--corpus", "aci-bench", "--doc-type", "guideline"]) == 2
+    assert "--doc-type guideline applies to your own files" in capsys.readouterr().err
