@@ -18,8 +18,7 @@ import json
 import random
 import re
 import string
-import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from ingest.phi import KINDS, scan

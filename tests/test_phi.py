@@ -13,7 +13,6 @@ import pytest
 from carecite.runtime import open_index
 from carecite.settings import Settings
 from eval.phi import DEV_SET, HELDOUT_SET, TARGET_RECALL, evaluate, false_positives, write_sets
-from indexes.types import Filters
 from ingest.documents import Document, ReaderError, Section
 from ingest.phi import KINDS, guard, mask, scan, scan_label
 from ingest.pipeline import Ingestor, SourceSpec
