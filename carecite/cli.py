@@ -15,7 +15,9 @@ _settings = settings_from_args
 # ---------------------------------------------------------------- ingest / search / stats / migrate
 
 def cmd_ingest(args) -> int:
+    from carecite.lexicon import lexicon_path
     from carecite.runtime import open_index
+    from ingest.lexicon_build import rebuild_lexicon
     from carecite.models import get_embedder
     from ingest.pipeline import DEFAULT_CORPUS, Ingestor, SourceSpec
 
@@ -39,11 +41,47 @@ def cmd_ingest(args) -> int:
         ing = Ingestor.from_settings(index, embedder, s, show_progress=not args.json)
         report = ing.run(specs, purge=args.purge)
         total = index.count()
+        lexicon = None  # the query lexicon follows the index: rebuilt when the ingest changed it
+        if report.chunks_written or report.docs_removed or not lexicon_path(s).exists():
+            lexicon = rebuild_lexicon(index, lexicon_path(s))
     if args.json:
-        print(json.dumps({**vars(report), "chunks_per_s": report.chunks_per_s, "index_chunks": total}, default=str))
+        print(json.dumps({**vars(report), "chunks_per_s": report.chunks_per_s, "index_chunks": total,
+                          "lexicon": lexicon}, default=str))
     else:
         print(report.summary())
         print(f"index now holds {total} chunks")
+        if lexicon:
+            print(_lexicon_line(lexicon))
+    return 0
+
+
+def _lexicon_line(st: dict) -> str:
+    return (f"lexicon: {st['words']} words, {st['drug_pairs']} brand/generic pairs, {st['acronyms']} abbreviations "
+            f"from {st['texts']} chunks in {st['seconds']:.1f} s -> {st['path']}")
+
+
+def cmd_lexicon(args) -> int:
+    from carecite.lexicon import LexiconError, lexicon_path, load_lexicon
+    from carecite.runtime import open_index
+    from ingest.lexicon_build import rebuild_lexicon
+    s = _settings(args)
+    if args.lexicon_cmd == "build":
+        with open_index(s) as index:
+            st = rebuild_lexicon(index, lexicon_path(s))
+        print(json.dumps(st, indent=1) if args.json else _lexicon_line(st))
+        return 0
+    lex = load_lexicon(s)
+    if lex is None:
+        raise LexiconError(f"no lexicon at {lexicon_path(s)}; run `carecite lexicon build` (or `carecite ingest`)")
+    reading = lex.read(args.question)
+    if args.json:
+        print(json.dumps(reading.to_json(), indent=1, ensure_ascii=False))
+        return 0
+    print(reading.text)
+    for c in reading.corrections:
+        print(f"  read {c.original!r} as {c.replacement!r} ({c.kind})")
+    for term, forms in reading.expansions.items():
+        print(f"  {term}: also {', '.join(forms)}")
     return 0
 
 
@@ -191,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, help="read at most N documents per named corpus")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_ingest)
+
+    q = sub.add_parser("lexicon", help="the query lexicon (spelling, brand/generic names, abbreviations) of the index")
+    lx = q.add_subparsers(dest="lexicon_cmd", required=True)
+    q = lx.add_parser("build", help="rebuild it from the index (ingest does this when the index changes)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_lexicon)
+    q = lx.add_parser("read", help="how a question is read: corrections and accepted forms")
+    q.add_argument("question")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_lexicon)
 
     q = sub.add_parser("search", help="ranked passages for a question")
     q.add_argument("query")
