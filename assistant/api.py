@@ -20,7 +20,10 @@ The extension field "carecite" (on the response, and on the last stream chunk, t
                   "doc_type", "cited", "supported"}],
    "abstained", "abstain_reason", "timings", "models", "index_version", "filters", "standalone_query"}
 plus, when streamed, "revised": true when verification changed the streamed draft (sentences dropped, or an
-abstention): a client should then show carecite.answer rather than the concatenated deltas.
+abstention): a client should then show carecite.answer rather than the concatenated deltas. Earlier chunks of a
+stream may carry {"carecite": {"quick": {...}}} (the quick answer: verified quotes from the sources, Answer.to_json()
+with kind "quotes", sent as soon as retrieval ends) and {"carecite": {"queued": {"position": n}}} (the local model
+is busy; the full answer follows); their deltas are empty, so plain OpenAI clients see a normal stream.
 Request options ride in the same field: {"carecite": {"filters": ["doc_type=guideline", "source=..."]}} or
 {"carecite": {"filters": {"doc_type": ["case"]}}} (keys as `carecite search --filter`); with the openai client,
 extra_body={"carecite": {...}}.
@@ -278,9 +281,10 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
         raise ValueError("create_app needs a searcher for /v1/search (pass searcher= or an Assistant that has one)")
     token = token if token is not None else settings.server.api_token
     limit = settings.server.max_body_bytes
-    # One answer or search at a time: the embedder's tokenizer is not thread-safe (concurrent calls corrupt
-    # its padding state), and on a few cores serial work beats oversubscribed torch threads anyway.
-    engine = threading.Lock()
+    # One search or answer stage at a time: on a few cores serial work beats oversubscribed torch threads. The
+    # Assistant takes the same lock for its CPU stages and releases it while the LLM writes (the local model
+    # queues its requests), so every waiting client gets its quick answer and queue place at once.
+    engine = getattr(assistant, "work_lock", None) or threading.RLock()
 
     def locked(fn, *args, **kwargs):
         with engine:
@@ -365,7 +369,7 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), MODEL_ID
         if not req.stream:
             try:
-                answer = await run_in_threadpool(locked, assistant.ask, question, history=history, filters=filters)
+                answer = await run_in_threadpool(assistant.ask, question, history=history, filters=filters)
             except Exception as e:  # noqa: BLE001 - mapped to a JSON error with the right status
                 raise _api_error(e) from None
             return _completion(answer, model, cid, created)
@@ -374,7 +378,7 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
             events = assistant.stream(question, history=history, filters=filters)
         except Exception as e:  # noqa: BLE001
             raise _api_error(e) from None
-        pending = _produce(events, engine)
+        pending = _produce(events)
         first = await run_in_threadpool(pending.get)
         if isinstance(first, Exception):  # failed before its first event: a proper status code
             raise _api_error(first)
@@ -387,19 +391,18 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
 _END = object()
 
 
-def _produce(events: Iterator[dict], engine: threading.Lock) -> queue.Queue:
-    """Run the answer in its own thread under the engine lock, handing events (or the exception) to a queue.
+def _produce(events: Iterator[dict]) -> queue.Queue:
+    """Run the answer in its own thread, handing events (or the exception) to a queue.
 
-    The answer finishes and frees the lock even when the client goes away mid-stream."""
+    The answer finishes (and the Assistant frees its locks) even when the client goes away mid-stream."""
     out: queue.Queue = queue.Queue()
 
     def run() -> None:
-        with engine:
-            try:
-                for event in events:
-                    out.put(event)
-            except Exception as e:  # noqa: BLE001 - handed to the response
-                out.put(e)
+        try:
+            for event in events:
+                out.put(event)
+        except Exception as e:  # noqa: BLE001 - handed to the response
+            out.put(e)
         out.put(_END)
 
     threading.Thread(target=run, daemon=True, name="carecite-answer").start()
@@ -418,7 +421,11 @@ def _sse(first, pending: queue.Queue, cid: str, created: int, model: str) -> Ite
         while event is not _END:
             if isinstance(event, Exception):
                 raise event
-            if event.get("type") == "token" and event.get("text"):
+            if event.get("type") == "quick":  # verified quotes at once; plain clients ignore the extension
+                yield _chunk(cid, created, model, {}, carecite={"quick": event["answer"].to_json()})
+            elif event.get("type") == "queued":
+                yield _chunk(cid, created, model, {}, carecite={"queued": {"position": event["position"]}})
+            elif event.get("type") == "token" and event.get("text"):
                 streamed.append(event["text"])
                 yield _chunk(cid, created, model, {"content": event["text"]})
             elif event.get("type") == "answer":

@@ -32,13 +32,16 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from assistant.audit import AuditLog
 from assistant.condense import check_history, condense
 from assistant.errors import AssistantError, QuestionError
 from assistant.evidence import select_evidence
 from assistant.generators import ExtractiveGenerator, Generator, get_generator
 from assistant.prompts import NOT_FOUND, answer_messages, says_not_found
-from assistant.question import SAFETY_LINE, URGENT_WORDS, about_cases, emergency_kind, question_parts, unknown_terms
+from assistant.question import (SAFETY_LINE, URGENT_WORDS, about_cases, emergency_kind, focus_text, question_parts,
+                                unknown_terms)
 from assistant.types import Answer, Source
 from assistant.verify import Verifier, split_sentences
 from carecite.models import get_embedder, get_reranker, model_ids
@@ -183,6 +186,8 @@ class Assistant:
 
             sources = select_evidence(hits, self.embedder.count_tokens, budget_tokens=self._budget(),
                                       max_passages=s.answer.max_passages)
+            if self._llm is not None and s.answer.llm_evidence_tokens:
+                sources = self._focus(sources, reading.text, s.answer.llm_evidence_tokens)
             t = lap("evidence", t)
         yield {"type": "sources", "sources": sources}
 
@@ -306,12 +311,47 @@ class Assistant:
             return quick
         return None
 
+    def _focus(self, sources: list[Source], question: str, budget: int) -> list[Source]:
+        """Each passage cut to its sentences closest to the question (cosine, best first overall) within `budget`
+        tokens, in their own order, gaps shown as " … "; passages left empty are dropped and the rest renumbered.
+        The LLM reads less (prefill is most of its latency on a CPU) and every kept sentence is verbatim."""
+        sents = [split_sentences(src.passage) for src in sources]
+        flat = [(i, j, x) for i, ss in enumerate(sents) for j, x in enumerate(ss)]
+        if not flat:
+            return sources
+        vecs = self.quoter.embed([question] + [x for _, _, x in flat])
+        sims = vecs[1:] @ vecs[0]
+        keep: set[tuple[int, int]] = set()
+        used = 0
+        for k in np.argsort(-sims, kind="stable"):
+            i, j, x = flat[k]
+            n = self.embedder.count_tokens(x)
+            if used + n <= budget:
+                keep.add((i, j))
+                used += n
+        out: list[Source] = []
+        for i, src in enumerate(sources):
+            parts, last = [], None
+            for j, x in enumerate(sents[i]):
+                if (i, j) in keep:
+                    parts.append(x if last is None or j == last + 1 else f"… {x}")
+                    last = j
+            if parts:
+                text = " ".join(parts) + (" …" if last != len(sents[i]) - 1 else "")
+                out.append(dataclasses.replace(src, n=len(out) + 1, passage=("… " if (i, 0) not in keep else "")
+                                               + text))
+        return out
+
     def _best_cosine(self, query: str, flt: Filters, hits: list[Hit]) -> float:
-        """Dense cosine of the closest passage: the retrieval-confidence signal (RRF scores are rank-based)."""
-        if self.settings.retrieval.mode == "dense":
-            return hits[0].score if hits else 0.0
-        dense = self.searcher.search(query, flt, mode="dense", top_k=1)
-        return dense[0].score if dense else 0.0
+        """Dense cosine of the closest passage: the retrieval-confidence signal (RRF scores are rank-based).
+        A long message is also measured by its asking sentences alone: the story around them dilutes it."""
+        best = hits[0].score if hits and self.settings.retrieval.mode == "dense" else \
+            max((h.score for h in self.searcher.search(query, flt, mode="dense", top_k=1)), default=0.0)
+        focus = focus_text(query)
+        if focus != query:
+            best = max(best, max((h.score for h in self.searcher.search(focus, flt, mode="dense", top_k=1)),
+                                 default=0.0))
+        return best
 
     def _retrieval_gap(self, query: str, sources: list[Source], best_cosine: float) -> str:
         """Why the evidence cannot answer the query ("" when it may)."""

@@ -125,8 +125,9 @@ def unknown_terms(question: str, texts: Sequence[str], tokenize: Callable[[str],
             if any(s in have for f in forms for s in _bm25.tokens(f)):
                 continue
             if lexicon is not None and (lexicon.known(w) or _derived_from_known(w, lexicon.known)
-                                        or any(lexicon.known(f) for f in forms)):
-                continue  # the index knows the word: not an unknown name, only not in these passages
+                                        or any(lexicon.known(f) for f in forms)
+                                        or getattr(lexicon, "misspelt_or_plain", lambda _: False)(w)):
+                continue  # the index knows the word, or it reads as a typo or plain English: not an unknown name
             out.append(w)
     return list(dict.fromkeys(out))
 

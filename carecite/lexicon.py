@@ -6,13 +6,14 @@ acronyms, mined from the indexed chunks at ingest time and kept in <data_dir>/le
     r = lex.read("Is Lipitor safe with NSAIDS?")
     r.text          # "Is Lipitor (atorvastatin) safe with NSAIDs?"  (what retrieval searches)
     r.corrections   # [Correction("Lipitor", "atorvastatin", "brand"), Correction("NSAIDS", "NSAIDs", "plural")]
-    r.expansions    # {"Lipitor": ["atorvastatin"], "NSAIDS": ["NSAIDs", "NSAID", "nonsteroidal anti-inflammatory drugs"]}
+    r.expansions    # {"Lipitor": ["atorvastatin"], "NSAIDS": ["NSAIDs", "NSAID", "nonsteroidal anti-inflammatory
+                    #   drugs", ...]}
     lex.variants("NSAIDS"); lex.known("Wiedemann")
 
 Spelling: a SymSpell-style dictionary (deletes of the first PREFIX letters, edit distance <= 2) over the index's
-words, ranked by distance then frequency. Only unknown words of 5+ letters are corrected, only to a word of the
-index seen MIN_CANDIDATE_COUNT+ times that starts with the same letter, at distance 1, or 2 for words of 8+
-letters; a word that looks like a name (capitalised inside a sentence) needs a capitalised candidate or distance 1.
+words, ranked by distance then frequency; the distance charges 2 for a substitution no typist or speller makes.
+Only unknown, non-English words of 5+ letters are corrected, and only where the candidate is clearly more
+plausible (see Lexicon.correct): words the index lacks, names above all, are left as written.
 
 Drug names: "generic (Brand[, Brand])" and "Brand (generic)" where the generic is drug-like (seen right before a
 dose such as "20 mg", or ending in a drug stem such as -statin, -pril) and the brand is written capitalised;
@@ -22,7 +23,7 @@ references "Brand—generic tablet".
 Acronyms: Schwartz & Hearst (2003) "long form (SF)" pairs, folded case-insensitively and over a plural "s"
 (NSAIDS -> NSAIDs); COMMON_ABBREVIATIONS fills in a few very common clinical ones the text may not define.
 
-This module is floor 1: it imports nothing of ours but the settings.
+Floor 1: imports nothing of ours (lexicon_path takes the settings object it is given).
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ _BEFORE_DOSE = re.compile(r"([A-Za-z][a-z]{3,})(?:\s+[A-Za-z]+)?,?\s*\(?$")
 # "word (inside)" and "Brand—generic" (DailyMed titles)
 _PAREN = re.compile(r"\([ \t]*([^()\n]{1,80}?)[ \t]*\)")
 _DASH = re.compile(r"\b([A-Z][a-z][A-Za-z]+)(?:\s[A-Z]{1,4})?(?:\s?[—–]\s?([A-Za-z][a-z]{4,})|-([a-z]{5,}))\b"
-                   r"(?=[^.]{0,40}?\b(?:tablets?|capsules?|injection|solution|suspension|cream|gel|patch|spray|powder))")
+                   r"(?=[^.]{0,40}?\b(?:tablets?|capsules?|injection|solution|suspension|cream|gel|patch|spray"
+                   r"|powder))")
 _NAMED = re.compile(r"(?:brand[- ]names?|trade[- ]names?|sold (?:as|under(?: the (?:brand )?names?)?)|also called|"
                     r"also known as|marketed as)[\s:,]+((?:(?:[A-Z][A-Za-z0-9-]+)(?:\s+[A-Z]{1,4})?"
                     r"(?:\s*(?:,|and|or|;)\s*)?){1,6})")
@@ -94,7 +96,8 @@ others this thus less always perhaps various news series species means lens
 
 _DRUG_TALK = re.compile(r"\b(?:drugs?|medications?|medicines?|prescri\w*|mg|mcg|doses?|dosage|tablets?|capsules?|"
                         r"antidepressants?|antibiotics?|inhibitors?|blockers?|analgesics?|pain relievers?|"
-                        r"anticoagulants?|antihypertensives?|statins?|treated with|brand|generic|over-the-counter|OTC)\b",
+                        r"anticoagulants?|antihypertensives?|statins?|treated with|brand|generic|"
+                        r"over-the-counter|OTC)\b",
                         re.I)
 
 # Words of drug talk that are no drug's name.
@@ -139,9 +142,10 @@ class Correction:
     kind: str  # one of KINDS
 
     def describe(self) -> str:
-        what = {"spelling": "spelling", "brand": "brand name of", "generic": "generic name of",
-                "acronym": "abbreviation of", "plural": "same as"}[self.kind]
-        return f"“{self.original}” read as “{self.replacement}” ({what.split(' of')[0]})"
+        """What to tell the user: 'read “Lipitor” as “atorvastatin” (brand name)'."""
+        why = {"spelling": "spelling", "brand": "brand name", "generic": "generic name", "acronym": "abbreviation",
+               "plural": "plural"}[self.kind]
+        return f"read “{self.original}” as “{self.replacement}” ({why})"
 
 
 @dataclass
@@ -364,8 +368,8 @@ class Lexicon:
         surface: Counter[str] = Counter()
         initial: Counter[str] = Counter()  # sentence-initial occurrences (their capital says nothing)
         dose_words: Counter[str] = Counter()
-        parens: list[tuple[str, str, str]] = []  # (words before, inside, what follows)
-        dashes: list[tuple[str, str]] = []
+        parens: list[tuple[str, str, str]] = []  # (clause before, inside, text around a brand-like inside)
+        dashes: list[tuple[str, str, str]] = []
         named: list[tuple[str, str]] = []  # (sentence text before the cue, names after it)
         n = 0
         for text in texts:
@@ -440,8 +444,7 @@ class Lexicon:
     def _is_brand(self, b: str) -> bool:
         lb = b.lower()
         return (len(b) >= 4 and b[0].isupper() and sum(c.islower() for c in b[1:]) >= 2 and lb not in STOPWORDS
-                and lb not in PHARMA_WORDS                and self._capitalised(lb)
-                and not lb.endswith(DRUG_STEMS))
+                and lb not in PHARMA_WORDS and self._capitalised(lb) and not lb.endswith(DRUG_STEMS))
 
     def _generic_phrase(self, before: list[str], dose_words: Counter[str], about_drugs: bool = False) -> str | None:
         """The drug name that ends `before` (a salt or release suffix belongs to it), lower case."""
@@ -525,7 +528,8 @@ class Lexicon:
         try:
             return cls({str(k): int(v) for k, v in data["words"].items()}, dict(data["forms"]),
                        [(str(b), str(g)) for b, g in data["drugs"]],
-                       {str(k): {"forms": list(v["forms"]), "long": list(v["long"])} for k, v in data["acronyms"].items()},
+                       {str(k): {"forms": list(v["forms"]), "long": list(v["long"])}
+                        for k, v in data["acronyms"].items()},
                        n_texts=int(data.get("n_texts", 0)), lower_counts=dict(data.get("lower_counts", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise LexiconError(f"{path}: corrupt lexicon file (bad or missing {e}); {hint}") from e
@@ -595,6 +599,20 @@ class Lexicon:
         cand = best[2]
         return self.forms[cand] if self._capitalised(cand) else _keep_case(word, cand)
 
+    def misspelt_or_plain(self, word: str) -> bool:
+        """Whether an unknown word is more likely a typo or plain English than a name the index lacks: an English
+        word, two index words run together ("atleast", "Shuntfrom"), or within edit distance 2 of an index word
+        with the same first letter ("pamplets", "diagnost"). Looser than `correct`: it decides only that the word
+        must not veto an answer, never what the user meant."""
+        w = word.lower()
+        if not w.isalpha() or w in self.words or w in english_words():
+            return True
+        if any(self.words.get(w[:i], 0) >= MIN_CANDIDATE_COUNT and self.words.get(w[i:], 0) >= MIN_CANDIDATE_COUNT
+               for i in range(2, len(w) - 1)):
+            return True
+        return len(w) >= 6 and any(c[0] == w[0] and _osa(w, c, 2) <= 2 and self.words[c] >= MIN_CANDIDATE_COUNT
+                                   for c in self._candidates(w))
+
     def singular(self, word: str) -> str | None:
         """The known singular of an unknown word written as a plural or a possessive without its apostrophe
         (Raynauds -> Raynaud, gilberts -> Gilbert), or None."""
@@ -605,6 +623,13 @@ class Lexicon:
             if stem and self.words.get(stem, 0) >= (NAME_COUNT if self._capitalised(stem) else MIN_CANDIDATE_COUNT):
                 return self.forms[stem] if self._capitalised(stem) else _keep_case(word, stem)
         return None
+
+    def warm(self) -> "Lexicon":
+        """Build the spelling index and load the English word list now (about 2 s of CPU for the default corpus)
+        instead of at the first unknown word of the first question."""
+        self._candidates("x")
+        english_words()
+        return self
 
     def _candidates(self, w: str) -> set[str]:
         if self._deletes is None:

@@ -66,7 +66,12 @@ def test_streaming_ends_with_the_extension_field(client):
     last = chunks[-1]
     ext = last.model_extra["carecite"]
     assert len(chunks) > 3 and last.choices[0].finish_reason == "stop"
-    assert all(c.model_extra.get("carecite") is None for c in chunks[:-1])
+    # The quick answer (verified quotes) rides in the extension field of an early chunk with an empty delta.
+    quick = [i for i, c in enumerate(chunks[:-1]) if c.model_extra.get("carecite")]
+    assert len(quick) == 1 and not chunks[quick[0]].choices[0].delta.content
+    q = chunks[quick[0]].model_extra["carecite"]["quick"]
+    assert q["kind"] == "quotes" and q["answer_id"] == ext["answer_id"] and _cited_numbers(q["answer"])
+    assert not "".join(c.choices[0].delta.content or "" for c in chunks[:quick[0]])  # before any text
     assert ext["answer"] and ext["citations"] and _cited_numbers(ext["answer"])
     assert ext["revised"] == (text.strip() != ext["answer"].strip())
     if not ext["revised"]:
@@ -243,12 +248,18 @@ def test_serve_refuses_before_opening_anything(tmp_settings):
 def test_generator_failure_is_a_json_error_not_a_crash(small_index, assistant):
     """An unreachable OpenAI-compatible endpoint: 502 with the URL named (plain), an error event (streamed)."""
     import copy
-    from assistant.generators import OpenAIGenerator
+    from assistant.generators import ExtractiveGenerator, OpenAIGenerator
     s = small_index.model_copy(deep=True)
     s.generator.kind, s.generator.base_url, s.generator.model = "openai", "http://127.0.0.1:9/v1", "none"
     s.generator.timeout_s = 2
     broken = copy.copy(assistant)
     broken.generator = OpenAIGenerator(s)
+    with running_api(small_index, assistant=broken) as url:  # the quick answer stands and names the failure
+        r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]},
+                       timeout=60)
+        ext = r.json()["carecite"]
+        assert r.status_code == 200 and ext["kind"] == "quotes" and "127.0.0.1:9" in ext["note"]
+    broken.quoter = ExtractiveGenerator(assistant.embedder, min_score=9.0)  # no quick answer to fall back on
     with running_api(small_index, assistant=broken) as url:
         r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]},
                        timeout=60)

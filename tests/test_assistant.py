@@ -230,3 +230,46 @@ def test_unreachable_endpoint_is_a_clear_error(indexed):
     a.quoter.min_score = 9.0  # no quick answer: the error reaches the caller
     with pytest.raises(EndpointError, match=f"127.0.0.1:{port}"):
         a.ask("How is type 2 diabetes diagnosed?")
+
+
+def test_the_askers_story_does_not_veto_the_answer(assistant):
+    ans = assistant.ask("I am 62 and live in Southern California near Rancho Cucamonga. My doctor mentioned "
+                        "my sugar. How is type 2 diabetes diagnosed?")
+    assert not ans.abstained, ans.abstain_reason
+    assert any(v.supported and v.citations for v in ans.sentences)
+
+
+def test_a_message_with_two_questions_answers_the_covered_part_and_names_the_other(assistant):
+    ans = assistant.ask("How is type 2 diabetes diagnosed? And how do I replace the brake pads on a bicycle?")
+    assert [p["covered"] for p in ans.parts] == [True, False] and ans.partial and not ans.abstained
+    assert "do not cover" in ans.answer and "brake pads" in ans.answer.split("do not cover")[1]
+    assert any(v.supported and v.citations for v in ans.sentences)
+    assert ans.to_json()["partial"] is True
+
+
+def test_an_emergency_puts_urgent_care_first(assistant):
+    ans = assistant.ask("my son swallowed 25 of my metformin pills what should i do")
+    assert ans.notice and ans.answer.startswith("\u26a0")
+    if not ans.notice_from_sources:  # no source sentence says so: the fixed line, marked as not from the sources
+        assert "911" in ans.notice and "not from the indexed sources" in ans.answer
+    plain = assistant.ask("How is type 2 diabetes diagnosed?")
+    assert not plain.notice and not plain.answer.startswith("\u26a0")
+
+
+def test_llm_evidence_is_cut_to_the_sentences_that_matter(indexed):
+    """For an LLM the passages are cut to the sentences closest to the question (prefill is most of the CPU
+    latency): within the budget, verbatim sentences of the real chunks, renumbered from 1."""
+    settings, searcher = indexed
+    s = settings.model_copy(deep=True)
+    s.answer.llm_evidence_tokens = 200
+    a = Assistant(s, searcher=searcher, generator=FixedDraft("A1C measures average blood glucose [1]."))
+    sources = next(iter(a.stream("What does the A1C test measure?")))["sources"]
+    assert sources and [src.n for src in sources] == list(range(1, len(sources) + 1))
+    assert sum(a.embedder.count_tokens(src.passage.replace("…", "")) for src in sources) <= 200 + 5 * len(sources)
+    chunks = {c.id: " ".join(c.text.split()) for c in searcher.index.get([src.chunk_id for src in sources])}
+    for src in sources:
+        for piece in (p.strip() for p in src.passage.split("…") if p.strip()):
+            assert piece in chunks[src.chunk_id]  # verbatim text of the cited chunk
+    assert any("A1C" in src.passage for src in sources)
+    whole = next(iter(Assistant(settings, searcher=searcher).stream("What does the A1C test measure?")))["sources"]
+    assert sum(len(x.passage) for x in sources) < sum(len(x.passage) for x in whole)

@@ -60,6 +60,7 @@ def test_brand_and_generic_names_map_both_ways(lex):
     r = lex.read("Can I eat grapefruit on Lipitor?")
     assert Correction("Lipitor", "atorvastatin", "brand") in r.corrections
     assert "Lipitor (atorvastatin)" in r.text  # the user's word stays, the generic is searched too
+    assert r.corrections[0].describe() == "read “Lipitor” as “atorvastatin” (brand name)"
     assert "atorvastatin" in r.expansions["Lipitor"]
     r = lex.read("side effects of atorvastatin")
     assert r.corrections == [] and "Lipitor" in r.expansions["atorvastatin"]
@@ -109,7 +110,7 @@ def test_real_words_names_and_short_words_are_left_alone(lex):
 
 def test_save_load_round_trip_and_missing_file(lex, tmp_path):
     path = lex.save(tmp_path / "sub" / "lexicon.json")
-    again = Lexicon.load(path)
+    again = Lexicon.load(path).warm()
     q = "Lipitor or NSAIDS for Beckwith-Wieddeman syndrome?"
     assert again.read(q) == lex.read(q) and again.stats() == lex.stats()
     assert Lexicon.load(tmp_path / "absent.json") is None
@@ -192,3 +193,12 @@ def test_ingest_builds_the_lexicon_when_the_index_changes(tmp_path, capsys):
     assert Lexicon.load(data / "lexicon.json").stats()["texts"] == first["index_chunks"]
     assert cli.main(args) == 0  # nothing changed: the lexicon is kept as it is
     assert json.loads(capsys.readouterr().out)["lexicon"] is None
+
+
+def test_typos_run_together_words_and_english_are_not_unknown_names(lex):
+    """What may not veto an answer (assistant.question.unknown_terms): near misses of index words, two index words
+    written as one, plain English; a name the index has never seen still counts as unknown."""
+    assert lex.misspelt_or_plain("syndrom") and lex.misspelt_or_plain("atleast")
+    assert lex.misspelt_or_plain("Shuntfrom") or lex.misspelt_or_plain("geneschange")
+    assert lex.misspelt_or_plain("refrigerator")  # English
+    assert not lex.misspelt_or_plain("zorbaxitrine") and not lex.misspelt_or_plain("Folitrax")

@@ -80,3 +80,15 @@ def test_emergencies_are_recognised_in_lay_wording():
 def test_case_questions_are_told_apart_from_general_ones():
     assert about_cases("Show me similar cases of knee pain") and about_cases("What was the plan for this patient?")
     assert not about_cases("How should unopened insulin be stored?")
+
+
+def test_a_typo_or_run_together_words_do_not_veto_but_an_unknown_name_does():
+    class Typos(FakeLexicon):
+        def misspelt_or_plain(self, word: str) -> bool:  # the real rule is tested with the lexicon
+            return word.lower() in {"pamplets", "lipnodes"}
+
+    lex = Typos({"hernia", "written", "detected"}, {})
+    passages = ["An inguinal hernia happens when tissue pushes through a weak spot in the groin muscles."]
+    assert unknown_terms("Do you offer any written pamplets on inguinal hernia?", passages, pieces, lex) == []
+    assert unknown_terms("CAN LIPNODES BE DETECTED IN A UPPER GI", passages, pieces, lex) == []
+    assert unknown_terms("Is antistaxolin good for hernia?", passages, pieces, lex) == ["antistaxolin"]
