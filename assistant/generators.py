@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import re
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from assistant.prompts import NOT_FOUND, Message, parse_answer_messages
 from assistant.verify import cached_embed, content_stems, split_sentences
 from carecite.models import ModelIntegrityError, ModelMissingError, draft_gguf_path, get_embedder, gguf_path
 from carecite.settings import Settings
+from carecite.textsafety import strip_instructions
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +335,18 @@ class OpenAIGenerator:
 LEXICAL_WEIGHT = 0.3
 
 
+MAX_QUOTE_WORDS = 50
+_NOT_PROSE = re.compile(r"https?://|www\.|\(source:|\bet al\b|\b[A-Z][a-z]+, [A-Z]\. ?[A-Z]?\.?,|\(\d{4}[a-z]?\)\s*$")
+
+
+def quotable(sentence: str, min_words: int = 5) -> bool:
+    """A sentence fit to quote as an answer: prose of reasonable length, not a question or lead-in, not a
+    flattened table row, reference-list entry or web address."""
+    n = len(sentence.split())
+    return (min_words <= n <= MAX_QUOTE_WORDS and not sentence.endswith(("?", ":"))
+            and not _NOT_PROSE.search(sentence))
+
+
 class ExtractiveGenerator:
     """The passage sentences most similar to the question, best first, each followed by its [n].
 
@@ -351,8 +365,8 @@ class ExtractiveGenerator:
         score = cosine(question, sentence) + LEXICAL_WEIGHT * the IDF-weighted share of the question's content
         words in the sentence (IDF over the candidate sentences: words every passage repeats, like the disease
         name, count little; the asked-about word, like "diagnosed", counts a lot)."""
-        cands = [(s, n) for n, p in enumerate(passages, 1) for s in split_sentences(p)
-                 if len(s.split()) >= self.min_words and not s.endswith(("?", ":"))]
+        cands = [(s, n) for n, p in enumerate(passages, 1) for s in split_sentences(strip_instructions(p)[0])
+                 if quotable(s, self.min_words)]  # never quote orders
         if not cands:
             return []
         vecs = self.embed([question] + [s for s, _ in cands])

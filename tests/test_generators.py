@@ -328,3 +328,14 @@ def test_slot_queue_skips_a_caller_interrupted_while_queued():
     q.release()
     later.join(5)
     assert interrupted == [True] and served == [True] and q.waiting() == 0
+
+
+def test_only_prose_of_reasonable_length_is_quoted():
+    """Flattened tables, reference-list entries and web addresses (OpenStax pharmacology has all three) are never
+    offered as a quoted answer."""
+    from assistant.generators import quotable
+    assert quotable("Grapefruit juice and some drugs don't mix.")
+    assert not quotable("FDA.gov. https://www.fda.gov/consumers/consumer-updates/grapefruit-juice")
+    assert not quotable("Gozzi-Silva, S. C., Mouradian, F., Teixeira, E., & de Menonca Oliveira, L. (2021)")
+    assert not quotable(" ".join(["Myopathy Nasopharyngitis Arthralgia"] * 20))
+    assert not quotable("What should I do?") and not quotable("Too short here.")
