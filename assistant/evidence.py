@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 import re
 
 from assistant.condense import subject_of
-from assistant.prompts import remove_instructions
 from assistant.types import Source
 from assistant.verify import split_sentences
+from carecite.textsafety import strip_instructions
 from indexes.bm25 import BM25Encoder
 from indexes.types import Hit
 from ingest.chunker import chunk_body
@@ -53,11 +53,28 @@ def to_source(n: int, hit: Hit, passage: str) -> Source:
                   passage=passage, score=float(hit.score), doc_type=str(m.get("doc_type", "")))
 
 
+MIN_WORDS_LEFT = 4  # a passage with less than this left once instructions are cut is dropped
+
+
+def passage_text(hit: Hit) -> str:
+    """The chunk's body as evidence: sentences that address a model cut (found now by carecite.textsafety, or
+    listed in the chunk's payload by ingest, which saw the whole document); "" when nothing usable is left,
+    or when ingest flagged the chunk and the flagged text cannot be located in it (fail closed)."""
+    meta = hit.chunk.metadata
+    known = meta.get("injection_text") or []
+    body, flags = strip_instructions(chunk_body(hit.chunk).strip(), known if isinstance(known, list) else [known])
+    if meta.get("injection") and not flags:
+        return ""
+    return "" if flags and len(body.split()) < MIN_WORDS_LEFT else body
+
+
 def select_evidence(hits: Sequence[Hit], count_tokens: Callable[[str], int], *, budget_tokens: int,
-                    max_passages: int) -> list[Source]:
+                    max_passages: int, cut_instructions: bool = True) -> list[Source]:
     """Hits in rank order, skipping near-duplicates of passages already taken, until the budget or count is
-    reached. Sentences addressing the model ("ignore previous instructions ...") are cut from every passage. The first passage is shortened to fit if it alone exceeds the budget; later ones that do not fit
-    are skipped (a shorter one further down may still fit)."""
+    reached. Sentences addressing the model ("ignore previous instructions ...") are cut from every passage
+    (passage_text; cut_instructions=False only for measuring what the cut prevents). The first passage is
+    shortened to fit if it alone exceeds the budget; later ones that do not fit are skipped (a shorter one
+    further down may still fit)."""
     if budget_tokens <= 0 or max_passages <= 0:
         raise ValueError(f"evidence budget and passage count must be positive, got {budget_tokens}, {max_passages}")
     out: list[Source] = []
@@ -66,7 +83,7 @@ def select_evidence(hits: Sequence[Hit], count_tokens: Callable[[str], int], *, 
     for hit in hits:
         if len(out) >= max_passages:
             break
-        body, _ = remove_instructions(chunk_body(hit.chunk).strip())  # passages are data, never orders
+        body = passage_text(hit) if cut_instructions else chunk_body(hit.chunk).strip()  # data, never orders
         if not body:
             continue
         sh = _shingles(body)

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.prompts import says_not_found
+from assistant.prompts import says_not_found, undatamark
 from assistant.types import SentenceVerdict
+from carecite.textsafety import instruction_reason, strip_instructions
 from indexes.bm25 import NEGATIONS, BM25Encoder
 from ingest.chunker import split_sentences as _split_line
 
 SEM_WEIGHT = 0.6
 DEFAULT_THRESHOLD = 0.7
+REMOVED_INSTRUCTION = "(One sentence was removed here: it gave orders to a model.)"
 REPAIR_MARGIN = 0.1  # re-citing a sentence needs clearly more support than keeping a citation
 
 CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
@@ -103,7 +105,7 @@ def keep_citations(text: str, keep: set[int]) -> str:
 def parse_answer(text: str) -> list[Claim]:
     """Sentences with the [n] they cite; a citation opening a sentence ("... text. [1] Next") belongs to the one before."""
     claims: list[Claim] = []
-    for sent in split_sentences(text):
+    for sent in split_sentences(undatamark(text)):
         lead = _LEADING_CITATIONS.match(sent)
         if lead and claims:
             prev = claims[-1]
@@ -311,6 +313,9 @@ class Verifier:
         reason records the change ("citation corrected: [1] -> [5]").
         """
         claims = parse_answer(answer_text)
+        # Text that addresses a model is never support, and a sentence that gives a model orders is never a
+        # supported answer (however closely a passage matches it).
+        passages = [strip_instructions(p)[0] for p in passages]
         verdicts: list[SentenceVerdict] = []
         todo: list[tuple[int, str, list[str]]] = []
         for c in claims:
@@ -331,6 +336,11 @@ class Verifier:
         if self.repair:
             self._repair([(v, c.claim) for v, c in zip(verdicts, claims) if v.claim and not v.supported], passages,
                          aliases)
+        for v, c in zip(verdicts, claims):  # never shown, not even marked unsupported: replaced by a notice
+            why = instruction_reason(c.claim)
+            if why:
+                v.text, v.citations, v.supported, v.claim, v.score = REMOVED_INSTRUCTION, [], False, True, 0.0
+                v.reason = f"removed: the sentence read as an instruction to a model ({why})"
         return verdicts
 
     def _repair(self, failed: list[tuple[SentenceVerdict, str]], passages: Sequence[str],
