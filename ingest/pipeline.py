@@ -21,6 +21,7 @@ from indexes.bm25 import BM25Encoder, sparse_text
 from indexes.types import Chunk, Filters
 from ingest.chunker import chunk_document
 from ingest.documents import OPTIONAL_KEYS, Document, ReaderError, specialties
+from ingest.injection import flag_injections
 from ingest.phi import guard
 from ingest.readers import CORPORA, READER_VERSION, corpus_files, read_corpus, read_path
 
@@ -61,6 +62,7 @@ class IngestReport:
     chunks_written: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
     phi: list[dict] = field(default_factory=list)  # per-document PHI reports (rejected or masked)
+    injections: list[dict] = field(default_factory=list)  # documents with instruction-like text (ingest/injection.py)
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
@@ -88,6 +90,14 @@ class IngestReport:
                 lines.append(f"  rejected {p.get('doc_id')}: {p.get('counts')} {p.get('path') or ''}")
             if len(rejected) > 20:
                 lines.append(f"  ... {len(rejected) - 20} more rejected (see --json)")
+        if self.injections:
+            lines.append(f"instruction-like text (prompt injection?) in {len(self.injections)} document(s); it is "
+                         "stored, but never shown or cited as an answer:")
+            for d in self.injections[:20]:
+                lines.append(f"  {d['doc_id']}: {d['sentences']} sentence(s), {d['chunks']} chunk(s) flagged "
+                             f"({'; '.join(d['reasons'])}): {d['text'][0][:120]!r} {d.get('path') or ''}")
+            if len(self.injections) > 20:
+                lines.append(f"  ... {len(self.injections) - 20} more (see --json)")
         if self.errors:
             lines.append(f"{len(self.errors)} file(s) failed, the rest continued:")
             lines += [f"  {f}: {m}" for f, m in self.errors]
@@ -214,6 +224,9 @@ class Ingestor:
                 chunks = chunk_document(doc, self.embedder.count_tokens, self.max_tokens, self.overlap_tokens)
                 for c in chunks:  # lets a later run see whether an interrupted run stored the whole document
                     c.metadata["doc_chunks"] = len(chunks)
+                flagged = flag_injections(doc, chunks)  # instruction-like text: payload flag + report
+                if flagged:
+                    report.injections.append(flagged)
                 pending.append((doc, chunks, changed))
                 if self.on_progress:
                     self.on_progress("reading", len(pending), 0)
