@@ -70,6 +70,12 @@ def _interleave(lists: Sequence[list[Hit]]) -> list[Hit]:
     return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(out.values())]
 
 
+def _unique(items: list[dict]) -> list[dict]:
+    """Dicts in order, each once ("dissease" corrected twice in one message is shown once)."""
+    seen: set = set()
+    return [d for d in items if not (key := tuple(sorted(d.items()))) in seen and not seen.add(key)]
+
+
 def _words(text: str) -> Iterator[str]:
     parts = text.split(" ")
     for i, word in enumerate(parts):
@@ -194,7 +200,8 @@ class Assistant:
         answer = Answer(question=question, answer="", sentences=[], sources=sources, abstained=False,
                         timings=timings, models=self._models(), index_version=self._index_version(),
                         filters=flt.to_dict(), standalone_query=reading.text, answer_id=uuid.uuid4().hex,
-                        corrections=[c if isinstance(c, dict) else dataclasses.asdict(c) for c in reading.corrections])
+                        corrections=_unique([c if isinstance(c, dict) else dataclasses.asdict(c)
+                                             for c in reading.corrections]))
         answer.parts = [{"question": p, "covered": not gap, "reason": gap}
                         for p, gap in zip(parts, (self._retrieval_gap(p, sources, b) for p, b in zip(parts, best)))]
         self._set_notice(answer)

@@ -34,10 +34,12 @@ MAX_PARTS = 4
 
 # Words of an emergency, in lay and clinical wording; each names the advice that goes first.
 _EMERGENCY = [
+    # Events, not topics: "swallowed 25 pills", "my son was poisoned"; not "what is lead poisoning?".
     ("overdose", re.compile(r"\b(?:over ?dos(?:e|ed|ing)|swallow(?:ed)?\s+(?:\d+|a (?:lot|bottle|handful)|"
                             r"(?:too )?many|all)\b|took (?:\d+|too many|a whole bottle|all (?:of )?(?:the|my))\b[^.?!]{0,40}"
-                            r"\b(?:pills?|tablets?|capsules?)|poison(?:ed|ing)?\b|ingested\b)", re.I)),
-    ("chest pain", re.compile(r"\bchest (?:pain|pressure|tightness)|heart attack\b|crushing pain\b", re.I)),
+                            r"\b(?:pills?|tablets?|capsules?)|(?:was|been|got|is) poisoned\b|ingested\b)", re.I)),
+    ("chest pain", re.compile(r"\b(?:have|having|has|with|got|feel|feels|feeling) (?:\w+ ){0,2}chest (?:pain|pressure|"
+                              r"tightness)|\bhaving a heart attack\b|crushing (?:chest )?pain\b", re.I)),
     ("stroke", re.compile(r"\bstroke (?:signs?|symptoms?)|(?:face|facial) (?:droop|drooping)|slurred speech|"
                           r"sudden (?:numbness|weakness|confusion|severe headache)|having a stroke\b", re.I)),
     ("breathing", re.compile(r"\b(?:can(?:no|')?t|cannot|unable to|trouble|difficulty|hard to) breath(?:e|ing)\b|"

@@ -92,3 +92,11 @@ def test_a_typo_or_run_together_words_do_not_veto_but_an_unknown_name_does():
     assert unknown_terms("Do you offer any written pamplets on inguinal hernia?", passages, pieces, lex) == []
     assert unknown_terms("CAN LIPNODES BE DETECTED IN A UPPER GI", passages, pieces, lex) == []
     assert unknown_terms("Is antistaxolin good for hernia?", passages, pieces, lex) == ["antistaxolin"]
+
+
+def test_a_topic_is_not_an_emergency_an_event_is():
+    assert emergency_kind("Are ear lobe creases always heart disease and 100% heart attack pending?") is None
+    assert emergency_kind("What is lead poisoning and how is it treated?") is None
+    assert emergency_kind("I think I am having a heart attack") == "chest pain"
+    assert emergency_kind("my dad has bad chest pain and is sweating") == "chest pain"
+    assert emergency_kind("my toddler ingested a dishwasher pod") == "overdose"
