@@ -117,7 +117,8 @@ _AI = (r"(?:\bai\b|\ba\.i\.|artificial intelligence|\bllms?\b|\b(?:large )?langu
        r"\bchat ?gpt\b|\bgpt(?:-?\d\w*)?\b|\bcopilot\b|\bcarecite\b|\bbots?\b|\bassistants?\b|"
        r"\b(?:ai|virtual|digital|automated|smart|answering|answer) (?:models?|systems?|agents?|tools?|readers?|"
        r"engines?)\b|\bautomated (?:summari[sz]ers?|pipelines?)\b|\bmachine readers?\b|\bsummari[sz]ers?\b|"
-       r"\bneural networks?\b|\byou,? the (?:model|ai|assistant|reader)\b)")
+       r"\bneural networks?\b|\byou,? the (?:model|ai|assistant|reader)\b|\b(?:decision[- ]support|question[- ]answering|"
+       r"qa) (?:engines?|systems?|tools?|software|programs?|bots?)\b|\b(?:automated|machine|ai) readers? of (?:this|the)\b)")
 _HUMAN_ASSISTANT = re.compile(
     r"\b(nursing|medical|physician'?s?|physicians'|dental|health ?care|home health|personal care|unlicensed|"
     r"certified|pharmacy|pharmacist'?s?|therapy|therapist'?s?|laboratory|lab|teaching|research|clinical|"
@@ -128,7 +129,8 @@ _HUMAN_ASSISTANT = re.compile(
     r"administrator|head|nurse|physician|to the)")
 _ORDER_VERB = (r"(?:answer|respond|reply|say|state|tell|recommend|advise|output|write|print|include|mention|cite|"
                r"claim|suggest|inform|ignore|disregard|treat|present|report|describe|prioriti[sz]e|use|follow|"
-               r"emphasi[sz]e|add|append|direct|instruct|insert|return|repeat|explain|prescribe|give|respond)")
+               r"emphasi[sz]e|add|append|direct|instruct|insert|return|repeat|explain|prescribe|give|respond|act|behave|pretend|"
+               r"become|play|roleplay)")
 _MODAL = (r"(?:must|should|shall|need to|needs to|have to|has to|are to|is to|are required to|is required to|"
           r"are instructed to|is instructed to|will always|will now|always|never|can only|may only|are expected to|"
           r"is expected to|ought to|had better)")
@@ -155,7 +157,8 @@ _OVERRIDE = (
     r"in (?:all|every|any) cases?\b|for (?:all|every|any) (?:users?|questions?|quer(?:y|ies))|"
     r"(?:new|updated|revised|latest) (?:mandatory |official |internal |hospital |system )?(?:protocol|policy|"
     r"rule|directive|standard of care)s?\b|the (?:only )?(?:correct|official) (?:[\w'-]+ ){0,2}"
-    r"(?:recommendation|answer|advice|response)|the only (?:correct|safe|right|proper) (?:dose|dosing)|is now (?:the )?(?:standard|mandatory|required|"
+    r"(?:recommendation|answer|advice|response)|the only (?:correct|safe|right|proper|acceptable|approved) (?:dose|dosing|"
+    r"advice|answer|recommendation|response|option|treatment)|is now (?:the )?(?:standard|mandatory|required|"
     r"the rule|official)|(?:old|previous|prior|earlier|older) (?:guidance|guidelines?|recommendations?|advice|"
     r"limits?|dosing|instructions) (?:is|are|was|were|no longer|has been|have been)|no longer (?:applies|apply|"
     r"valid|in effect)|ignore (?:the|any|all) (?:[\w'-]+ )?(?:label|limits?|maximum|warnings?)|"
@@ -212,7 +215,8 @@ _RULES: list[tuple[str, tuple[frozenset, ...], re.Pattern]] = [
      r"\b(?:dear|hey|hello|hi|attention|attn|calling)\b[ ,:!]*(?:the\s+|all\s+|any\s+|every\s+)?(?:[\w'-]+\s+)?" + _AI),
     ("addressed to an AI", (_AI_WORDS,),
      r"(?:^|[\"'(\[{>]|<!--)[^\w]{0,3}(?:all |any |every |to )?(?:the )?" + _AI + r"(?: (?:assistants?|models?|systems?|agents?|tools?|"
-     r"bots?|readers?|reading this|only))?\s*[,:]\s*(?:[\w'-]+ )?(?:please|you|this|the|when|if|always|never|do|"
+     r"bots?|readers?|reading this|only))?(?: (?:of|on|for|reading) (?:this|the) (?:page|document|text|article|site|"
+     r"passage|website|leaflet))?\s*[,:]\s*(?:[\w'-]+ )?(?:please|you|this|the|when|if|always|never|do|"
      r"recommend|tell|answer|respond|say|state|ignore|from|note|your|for)"),
     ("addressed to an AI", (_AI_WORDS, "you yourself"),
      r"\bif you(?: are|'re)? (?:an?|the|any) (?:[\w'-]+ ){0,2}?" + _AI + r"|\bas an? (?:[\w'-]+ ){0,2}?" + _AI
@@ -270,6 +274,30 @@ _RULES: list[tuple[str, tuple[frozenset, ...], re.Pattern]] = [
      r"\b(?:this|these) (?:[\w'-]+ )?(?:instructions?|notes?|messages?|directives?|comments?) (?:is|are|must|should) "
      r"(?:[\w'-]+ ){0,2}?(?:hidden|secret|confidential|invisible|not (?:be )?(?:shown|displayed|revealed|mentioned|"
      r"disclosed))"),
+    ("order to an AI", ("model models",),
+     r"\b(?:the|this|that|your|a|any|each|every) (?:[\w-]+ )?models? (?:should|must|shall|needs? to|has to|have to|"
+     r"is to|are to|will|may only|can only) (?:always |now |only |instead |just )?(?:say|state|answer|respond|reply|"
+     r"output|tell|recommend|write|claim|mention|include|describe|present|advise)\b"),
+    ("addressed to an AI", ("engine engines system systems tool tools software program programs application "
+                            "applications app apps agent agents reader readers pipeline pipelines crawler crawlers "
+                            "scraper scrapers indexer indexers model models bot bots",),
+     r"\b(?:engines?|systems?|tools?|software|programs?|applications?|apps?|agents?|readers?|pipelines?|crawlers?|"
+     r"scrapers?|indexers?|models?|bots?)(?: that| which| who)? (?:ingests?|reads?|processe?s?|index(?:es)?|"
+     r"summari[sz]es?|parses?|consumes?|crawls?|scrapes?|answers? questions (?:from|about|on)) (?:this|these|the "
+     r"following|the present)\b"),
+    ("instruction to the answerer", ("output",),
+     r"\b(?:must|should|shall|are required to|is required to|are to|is to|will|need to|needs to) (?:always |now |"
+     r"only |simply )?output\b"),
+    ("instruction to the answerer", ("instead purpose purposes generated answering summarising summarizing asking "
+                                     "asks whoever anyone",),
+     r"\binstead of (?:summari[sz]ing|answering|responding|replying|following)\b|\b(?:any|every|all|each|the|your) "
+     r"(?:ai-|machine-|model-|auto-|automatically )?generated (?:answers?|responses?|outputs?|summar(?:y|ies)|"
+     r"repl(?:y|ies)|text)\b|\bfor the purposes? of (?:any|every|each|your|the) (?:[\w-]+ )?(?:answers?|responses?|"
+     r"outputs?|summar(?:y|ies)|repl(?:y|ies))\b|\b(?:(?:the|a|any) (?:person|people|user|one|individual|clinician|"
+     r"doctor|human)s? (?:asking|who asks?|who is asking|posing the question)|whoever (?:is )?(?:asks?|asking|"
+     r"answers?|answering|summari[sz]es|summari[sz]ing)|anyone (?:who is )?(?:answering|summari[sz]ing|asking))\b"
+     r"[^.!?]{0,120}\b(?:advise|tell|recommend|say|answer|respond|reply|instruct|inform|state|note|describe|must|"
+     r"should)\b"),
     ("override of the guidance", ("supersede supersedes superseded superseding override overrides overridden "
                                   "overriding overrule overrules overruled invalidate invalidates invalidated "
                                   "precedence regardless",),

@@ -509,3 +509,9 @@ def add_eval_commands(eval_subparsers) -> None:
                                                   "sentences, agreement with references, abstention")
     liveqa.add_arguments(q)
     q.set_defaults(fn=liveqa.cmd_liveqa)
+
+    from eval import injection
+    q = eval_subparsers.add_parser("injection", help="poisoned passages (prompt injection): answers that repeat "
+                                                     "the instruction, false flags on clean text")
+    injection.add_arguments(q)
+    q.set_defaults(fn=injection.cmd_injection)
