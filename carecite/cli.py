@@ -208,6 +208,21 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_answer(args) -> int:
+    from eval.bench import run_answer_benchmark, write_answer_report
+    s = _settings(args)
+    ints = [int(x) for x in args.threads.split(",")] if args.threads else None
+    res = run_answer_benchmark(s, args.questions, threads=ints, drafts=args.draft.split(",") if args.draft else None,
+                               concurrent=args.concurrent, say=(lambda m: print(m, file=sys.stderr, flush=True))
+                               if args.json else (lambda m: print(m, flush=True)))
+    if args.report_dir:
+        write_answer_report(res, Path(args.report_dir))
+    print(json.dumps(res, indent=1, default=str) if args.json else res["table"])
+    if args.report_dir and not args.json:
+        print("reports: " + ", ".join(res["files"].values()))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--queries", type=int, default=200)
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_bench)
+    from eval.bench import add_answer_arguments
+    q = q.add_subparsers(dest="bench_cmd").add_parser(
+        "answer", help="answer latency: first cited text, first token, total; tokens and rates; cold vs warm")
+    add_answer_arguments(q)
+    generator_args(q)
+    q.set_defaults(fn=cmd_bench_answer)
     return p
 
 

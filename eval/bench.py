@@ -151,3 +151,231 @@ def run_benchmark(settings: Settings, sizes=(10_000, 100_000), queries: int = 20
                  f"({os.cpu_count()}) means other processes shared the CPUs.")
     out["table"] = "\n".join(lines)
     return out
+
+
+# ---------------------------------------------------------------- `carecite bench answer`
+
+ANSWER_QUESTIONS = Path(__file__).parent / "data" / "answer_bench_questions.jsonl"
+ANSWER_STATS = ("prompt_tokens", "cached_tokens", "prompt_eval_tokens", "prompt_tok_s", "generated_tokens", "gen_tok_s",
+                "draft_tokens", "draft_accepted")
+
+
+def load_answer_questions(n: int | None = None, path: Path = ANSWER_QUESTIONS) -> list[dict]:
+    """The fixed benchmark questions: real consumer questions from liveqa-train (original wording, a few
+    trimmed) whose focus the default corpus covers, then five clean ones."""
+    with open(path, encoding="utf-8") as f:
+        qs = [json.loads(line) for line in f if line.strip()]
+    if n is not None and not 1 <= n <= len(qs):
+        raise ValueError(f"--questions must be between 1 and {len(qs)} (the questions in {path})")
+    return qs[:n]
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def time_answer(assistant, question: str) -> dict:
+    """One question through Assistant.stream: seconds to the first cited text shown (the "quick" event, else
+    the first LLM token), to the first LLM token and to the verified answer, with the LLM's token counts."""
+    load = _load()
+    last_stats = getattr(assistant.generator, "last_stats", lambda: None)
+    before = last_stats()  # a new dict per LLM request: the same one after means no request was made
+    t0 = time.perf_counter()
+    first_quick = first_token = queued = None
+    answer, streamed = None, []
+    for ev in assistant.stream(question):
+        now = time.perf_counter() - t0
+        if ev["type"] == "quick" and first_quick is None:
+            first_quick = now
+        elif ev["type"] == "queued" and queued is None:
+            queued = ev.get("position")
+        elif ev["type"] == "token":
+            first_token = now if first_token is None else first_token
+            streamed.append(ev["text"])
+        elif ev["type"] == "answer":
+            answer = ev["answer"]
+    total = time.perf_counter() - t0
+    first_text = first_quick if first_quick is not None else first_token
+    stats = last_stats()
+    stats = {} if stats is None or stats is before else stats
+    return {"first_text_s": _r(first_text), "first_text_from": "quick" if first_quick is not None else "token",
+            "first_token_s": _r(first_token), "total_s": _r(total), "queued_position": queued,
+            "abstained": bool(answer.abstained), "abstain_reason": answer.abstain_reason or "",
+            "streamed_text": "".join(streamed), **{k: stats.get(k) for k in ANSWER_STATS}, "load_1m": load}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _p(xs: list, q: float) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return round(float(np.percentile(xs, q)), 3) if xs else None
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Cold (the first question, with the model load) and warm (the rest) figures of one configuration."""
+    cold, warm = rows[0], rows[1:] or rows[:1]
+    out = {"cold_first_text_s": cold["first_text_s"], "cold_first_token_s": cold["first_token_s"],
+           "cold_total_s": cold["total_s"]}
+    for key in ("first_text_s", "first_token_s", "total_s"):
+        out[f"warm_{key[:-2]}_p50_s"] = _p([r[key] for r in warm], 50)
+        out[f"warm_{key[:-2]}_p95_s"] = _p([r[key] for r in warm], 95)
+    for key in ("prompt_tokens", "cached_tokens", "prompt_eval_tokens", "generated_tokens"):
+        out[f"{key}_p50"] = _p([r[key] for r in rows], 50)
+    for key in ("prompt_tok_s", "gen_tok_s"):
+        out[f"warm_{key}_p50"] = _p([r[key] for r in warm], 50)
+    drafted = [r for r in rows if r.get("draft_tokens")]
+    if drafted:
+        out["draft_acceptance"] = round(sum(r["draft_accepted"] for r in drafted) / sum(r["draft_tokens"] for r in drafted), 3)
+    out["abstained"] = sum(r["abstained"] for r in rows)
+    return out
+
+
+def _configs(settings: Settings, threads: list[int] | None, drafts: list[str] | None) -> list[tuple[str, Settings]]:
+    out = []
+    for t in threads or [settings.generator.n_threads]:
+        for d in drafts or [settings.generator.draft_model or "none"]:
+            s = settings.model_copy(deep=True)
+            s.generator.n_threads = t
+            s.generator.draft_model = None if d in ("none", "") else d
+            out.append((f"threads={t} draft={d}", s))
+    return out
+
+
+def run_concurrent(assistant, questions: list[dict], users: int) -> dict:
+    """`users` threads ask at the same moment through one Assistant (user i asks question i)."""
+    import threading
+    barrier = threading.Barrier(users)
+    rows: list[dict | None] = [None] * users
+
+    def user(i: int) -> None:
+        barrier.wait()
+        try:
+            rows[i] = time_answer(assistant, questions[i % len(questions)]["question"])
+        except Exception as e:  # noqa: BLE001 - reported per user
+            rows[i] = {"error": f"{type(e).__name__}: {e}"}
+
+    load_before = _load()
+    threads = [threading.Thread(target=user, args=(i,), name=f"bench-user-{i}") for i in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = [r for r in rows if r and "error" not in r]
+    return {"users": users, "errors": [r["error"] for r in rows if r and "error" in r],
+            "first_text_p50_s": _p([r["first_text_s"] for r in ok], 50),
+            "first_text_p95_s": _p([r["first_text_s"] for r in ok], 95),
+            "total_p50_s": _p([r["total_s"] for r in ok], 50), "total_p95_s": _p([r["total_s"] for r in ok], 95),
+            "first_text_from": sorted({r["first_text_from"] for r in ok}),
+            "queued_positions": [r.get("queued_position") for r in ok],
+            "load_before": load_before, "load_after": _load(), "per_user": rows}
+
+
+def run_answer_benchmark(settings: Settings, n_questions: int | None = None, threads: list[int] | None = None,
+                         drafts: list[str] | None = None, concurrent: int = 0, say=print) -> dict:
+    """Every configuration (n_threads x draft model) answers the same questions, one at a time, in one process
+    on one index; then `concurrent` users ask at once with the first configuration. Load average with every row."""
+    from assistant.pipeline import Assistant
+    from carecite.runtime import open_searcher
+
+    questions = load_answer_questions(n_questions)
+    settings = settings.model_copy(deep=True)
+    settings.audit.enabled = False  # benchmark questions are not clinical use
+    report: dict = {"questions": len(questions), "cpus": os.cpu_count(), "index": str(settings.index_path),
+                    "configs": {}, "per_question": {}}
+    searcher = open_searcher(settings)
+    try:
+        report["index_chunks"] = searcher.index.count()
+        first_assistant = None
+        for name, s in _configs(settings, threads, drafts):
+            assistant = Assistant(s, searcher=searcher)
+            gen = assistant.generator
+            say(f"{name}: generator {gen.name}" + (f", draft {gen.draft}" if getattr(gen, "draft", None) else "")
+                + f"; load average {_load()}")
+            load_before = _load()
+            rows = []
+            for i, q in enumerate(questions):
+                row = {"id": q["id"], **time_answer(assistant, q["question"])}
+                rows.append(row)
+                say(f"  {q['id']:<9} first text {row['first_text_s']} s ({row['first_text_from']}), first token "
+                    f"{row['first_token_s']} s, total {row['total_s']} s, prompt {row['prompt_tokens']} tok "
+                    f"({row['cached_tokens']} cached), generated {row['generated_tokens']} tok at {row['gen_tok_s']} "
+                    f"tok/s{' [cold]' if i == 0 else ''}{' [abstained]' if row['abstained'] else ''}; "
+                    f"load {row['load_1m']}")
+            summ = {"generator": gen.name, "draft_in_use": getattr(gen, "draft", None), **_summary(rows),
+                    "load_before": load_before, "load_after": _load()}
+            if report["configs"]:  # does this configuration stream the same text as the first one?
+                base = report["per_question"][next(iter(report["configs"]))]
+                summ["same_text_as_first"] = sum(a["streamed_text"] == b["streamed_text"] for a, b in zip(rows, base))
+            report["configs"][name] = summ
+            report["per_question"][name] = rows
+            first_assistant = first_assistant or assistant
+        if concurrent:
+            say(f"{concurrent} users at once ({next(iter(report['configs']))}); load average {_load()}")
+            report["concurrent"] = run_concurrent(first_assistant, questions, concurrent)
+    finally:
+        searcher.index.close()
+    report["table"] = answer_table(report)
+    return report
+
+
+def answer_table(report: dict) -> str:
+    """Markdown: one row per configuration (cold, warm p50/p95, tokens, rates, load), then concurrency."""
+    cols = [("cold_first_text_s", "cold first text s"), ("cold_first_token_s", "cold first token s"),
+            ("cold_total_s", "cold total s"), ("warm_first_text_p50_s", "first text p50"),
+            ("warm_first_text_p95_s", "p95"), ("warm_first_token_p50_s", "first token p50"),
+            ("warm_first_token_p95_s", "p95"), ("warm_total_p50_s", "total p50"), ("warm_total_p95_s", "p95"),
+            ("prompt_tokens_p50", "prompt tok"), ("cached_tokens_p50", "cached tok"),
+            ("warm_prompt_tok_s_p50", "prompt tok/s"), ("generated_tokens_p50", "gen tok"),
+            ("warm_gen_tok_s_p50", "gen tok/s"), ("draft_acceptance", "draft accepted"),
+            ("same_text_as_first", "same text"), ("abstained", "abstained")]
+    lines = [f"## Answer latency ({report['questions']} questions, {report.get('index_chunks')} chunks, "
+             f"{report['cpus']} CPUs; warm = questions 2..n; seconds)", "",
+             "| config | " + " | ".join(c for _, c in cols) + " | load before → after |",
+             "|---" * (len(cols) + 2) + "|"]
+    for name, r in report["configs"].items():
+        cells = ["–" if r.get(k) is None else str(r[k]) for k, _ in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['load_before']} → {r['load_after']} |")
+    c = report.get("concurrent")
+    if c:
+        lines += ["", f"## {c['users']} users at once (one Assistant, seconds)", "",
+                  "| first text p50 | p95 | full answer p50 | p95 | first text from | queued positions | errors | load before → after |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| {c['first_text_p50_s']} | {c['first_text_p95_s']} | {c['total_p50_s']} | {c['total_p95_s']} | "
+                  f"{', '.join(c['first_text_from'])} | {c['queued_positions']} | {len(c['errors'])} | "
+                  f"{c['load_before']} → {c['load_after']} |"]
+    lines.append(f"\nFirst text is the quick (extractive, verified) answer when the pipeline sends one, else the first "
+                 f"LLM token. A load average above the CPU count ({report['cpus']}) means other processes shared "
+                 "the CPUs; compare figures only within one run.")
+    return "\n".join(lines)
+
+
+def write_answer_report(report: dict, out: Path) -> dict:
+    from eval.reports import bar_chart, write_json
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "answer_bench.md").write_text("# carecite bench answer\n\n" + report["table"] + "\n", encoding="utf-8")
+    rows = {name: {"first text p50": r["warm_first_text_p50_s"], "first token p50": r["warm_first_token_p50_s"],
+                   "total p50": r["warm_total_p50_s"], "cold total": r["cold_total_s"]}
+            for name, r in report["configs"].items()}
+    if report.get("concurrent"):
+        c = report["concurrent"]
+        rows[f"{c['users']} users at once"] = {"first text p50": c["first_text_p50_s"], "total p50": c["total_p50_s"]}
+    files = {"markdown": str(out / "answer_bench.md"),
+             "chart": str(bar_chart(rows, ["first text p50", "first token p50", "total p50", "cold total"],
+                                    out / "answer_bench.png", "carecite bench answer", "seconds"))}
+    report["files"] = {**files, "json": str(out / "answer_bench.json")}
+    write_json(report, out / "answer_bench.json")
+    return report["files"]
+
+
+def add_answer_arguments(q) -> None:
+    q.add_argument("--questions", type=int, help="the first N of the 20 fixed questions (default all)")
+    q.add_argument("--threads", help="comma-separated llama.cpp n_threads to compare, e.g. 1,2 "
+                                     "(default generator.n_threads)")
+    q.add_argument("--draft", help="comma-separated draft models to compare, e.g. none,qwen2.5-coder-0.5b "
+                                   "(default generator.draft_model)")
+    q.add_argument("--concurrent", type=int, default=0, metavar="USERS",
+                   help="then USERS questions at once through one Assistant (first configuration)")
+    q.add_argument("--report-dir", help="write answer_bench.md, .json and .png here")
+    q.add_argument("--json", action="store_true")
