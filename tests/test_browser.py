@@ -26,8 +26,8 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def page(small_index):
+@pytest.fixture
+def page(small_index):  # closed after its test: the embedded index serves one app at a time
     from playwright.sync_api import sync_playwright
     with running_app(small_index) as (url, _), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -109,9 +109,9 @@ def test_quick_answer_shows_before_the_model_answer(small_index):
         quick = pg.locator("#cc-chat .cc-answer").last
         assert quick.locator("#cc-quotes").count() == 1 and quick.locator("a.cc-cite").count() >= 1
         assert "breast" in quick.inner_text().lower()
-        pg.locator("#cc-chat .cc-foot:has-text('answer id')").last.wait_for()
+        writing.wait_for(state="detached")  # the verified final answer replaced the quick one
         final = pg.locator("#cc-chat .cc-answer").last
-        assert writing.count() == 0 and "generator: local:smollm2" in final.inner_text()
+        assert "generator: local:smollm2" in final.inner_text()
         # The model's verified answer, or the quotes it fell back to (kind "quotes"): cited either way.
         assert final.locator("a.cc-cite").count() >= 1
         browser.close()
