@@ -148,8 +148,9 @@ _DOSE_CHANGE = (
     r"warfarin|metformin|opioids?|morphine|acetaminophen|potassium|digoxin|lithium|chemotherapy)\b|"
     r"\b(?:doses?|dosages?|insulin|medication) (?:[\w'-]+ ){0,4}(?:should|must|is to|are to|will) (?:now |always )?"
     r"be (?:doubled|tripled|quadrupled|increased|maximi[sz]ed|stopped|discontinued|halved|multiplied|"
-    r"tenfold|raised)\b|\b(?:tenfold|ten-fold|10x|10 times|twice|three times|double|triple) (?:the |their |your |"
-    r"any )?(?:usual |normal |standard |recommended |prescribed |current )?(?:doses?|dosages?|amount)\b")
+    r"tenfold|raised)\b|\b(?:tenfold|ten-fold|10x|10 times|twice|three times|four times|double|triple) (?:the |their |"
+    r"your |any )?(?:[\w-]+ )?(?:doses?|dosages?|amount)\b|\b(?:doses?|dosages?|dosing|insulin)\b[^.!?]{0,40}\b"
+    r"(?:two|three|four|five|six|ten|\d+) ?(?:times|x|fold) (?:higher|greater|larger|more|stronger|bigger)\b")
 _OVERRIDE = (
     r"\b(?:regardless of|irrespective of|no matter (?:what|how|the)|effective immediately|supersed\w*|overrid\w*|"
     r"overrul\w*|replaces? (?:all|any|the) (?:previous|prior|earlier|other|existing|old)|takes? precedence|"
@@ -162,7 +163,11 @@ _OVERRIDE = (
     r"the rule|official)|(?:old|previous|prior|earlier|older) (?:guidance|guidelines?|recommendations?|advice|"
     r"limits?|dosing|instructions) (?:is|are|was|were|no longer|has been|have been)|no longer (?:applies|apply|"
     r"valid|in effect)|ignore (?:the|any|all) (?:[\w'-]+ )?(?:label|limits?|maximum|warnings?)|"
-    r"whatever (?:the|other|any) (?:[\w'-]+ )?(?:sources?|guidelines?|labels?|documents?|passages?) say)")
+    r"whatever (?:the|other|any) (?:[\w'-]+ )?(?:sources?|guidelines?|labels?|documents?|passages?) say|"
+    r"replaces? (?:the |all |any )?(?:label|labell?ing|package insert|prescribing information|guidance|guidelines?|"
+    r"instructions|recommendations?)|(?:advice|guidance|guidelines?|recommendations?|instructions|information|limits?) "
+    r"(?:is|are|has been|have been|was|were) (?:now )?(?:withdrawn|revoked|rescinded|obsolete|cancell?ed|void|"
+    r"superseded|outdated|invalid|lifted))")
 
 # Each rule: (reason, gates, pattern). A gate is a set of words of which at least one must occur in the folded
 # sentence before the pattern runs (words are [a-z]+ runs; "<", "[", "#" and "|" count as words): the patterns
@@ -184,14 +189,17 @@ _RULES: list[tuple[str, tuple[frozenset, ...], re.Pattern]] = [
      r"\b(?:ignore|disregard|forget)\b (?:all |any |everything |the )?(?:previous|prior|above|earlier|preceding)"
      r"[^\w]*$"),
     ("role change", ("now pretend act behave respond answer jailbreak jailbroken mode task role goal job purpose "
-                     "instruction instructions objective persona unrestricted unfiltered uncensored",),
+                     "instruction instructions objective persona unrestricted unfiltered uncensored roleplay play "
+                     "you",),
      r"\byou are now (?:an?|the|acting|operating|free|unrestricted|no longer|my|called|named|playing|in (?:\w+ )?mode|"
      r"dan|[\w-]*bot)\b|\b(?:unrestricted|unfiltered|uncensored|jailbroken) (?:ai|assistant|model|chat ?bot|bot|mode|"
      r"llm|version)\b|\bfrom now on\b[, ]+(?:you|answer|respond|reply|always|say|recommend|tell|only|ignore|act)|"
      r"\bpretend (?:to be|you are|that you)|\b(?:act|behave|respond|answer) as (?:if you (?:were|are) )?(?:an? |the )?"
      r"(?:unrestricted|unfiltered|different|new|jailbroken|dan|developer|admin|evil)|\bjailbr(?:eak|oken)|"
      r"\b(?:dan|developer|god|debug|admin|unrestricted|maintenance) mode\b|\byour (?:new |real |true )?"
-     r"(?:task|role|goal|job|purpose|instructions?|objective|persona) (?:is|are|now)\b|\bnew (?:task|role|persona)\s*:"),
+     r"(?:task|role|goal|job|purpose|instructions?|objective|persona) (?:is|are|now)\b|\bnew (?:task|role|persona)\s*:|"
+     r"\brole-?play(?:ing)? (?:instructions?|prompt|mode|directive|rules?)\b|\byou are (?:now )?(?:an? |the )?[\w-]+"
+     r"(?: [\w-]+)?,? (?:and|who) (?:you )?(?:tell|advise|recommend|answer|say|respond|always)\b"),
     ("fake system or developer message", ("system developer admin administrator root operator sys ai llm assistant "
                                           "model chat chatbot openai anthropic",),
      r"(?:^|[\"'(\[{>]|<!--)[^\w<]{0,6}(?:system|developer|admin|administrator|root|operator|sys|ai|llm|assistant|model|"
@@ -209,8 +217,10 @@ _RULES: list[tuple[str, tuple[frozenset, ...], re.Pattern]] = [
      r"\bnew instructions?\s*[:\-]|\bupdated instructions? for (?:the )?" + _AI),
     ("addressed to an AI", (_AI_WORDS,),
      r"\b(?:note|notes|message|notice|memo|reminder|instructions?|directive|hint|attention|warning|alert|"
-     r"important|p\.?s\.?|comment|request|information|info|update|guidance)\b[^.!?]{0,25}?\b(?:to|for)\s+(?:the\s+|"
-     r"any\s+|all\s+|every\s+|each\s+|our\s+)?(?:[\w'-]+\s+)?" + _AI),
+     r"important|p\.?s\.?|comment|request|information|info|update|guidance|heads[- ]up|fyi|tip|psa)\b[^.!?]{0,25}?"
+     r"\b(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+|each\s+|our\s+)?(?:[\w'-]+\s+)?" + _AI + r"|"
+     r"\b(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+|each\s+|our\s+)?(?:[\w'-]+\s+)?" + _AI
+     + r"[\w-]*(?:\s+[\w-]+)?\s*:"),
     ("addressed to an AI", (_AI_WORDS, "dear hey hello hi attention attn calling"),
      r"\b(?:dear|hey|hello|hi|attention|attn|calling)\b[ ,:!]*(?:the\s+|all\s+|any\s+|every\s+)?(?:[\w'-]+\s+)?" + _AI),
     ("addressed to an AI", (_AI_WORDS,),
@@ -318,7 +328,9 @@ _DOSE_WORDS = frozenset(("double doubling doubled triple tripling tripled quadru
 _OVERRIDE_WORDS = frozenset(("regardless irrespective matter effective supersede supersedes superseded superseding "
                              "override overrides overridden overriding overrule overrules overruled replace replaces "
                              "precedence contrary despite cases all every any new updated revised latest correct "
-                             "only official is old previous prior earlier older longer ignore whatever").split())
+                             "only official is old previous prior earlier older longer ignore whatever are was were "
+                             "has have withdrawn revoked rescinded obsolete cancelled canceled void outdated invalid "
+                             "lifted").split())
 _DOSE_RE, _OVERRIDE_RE = re.compile(_DOSE_CHANGE), re.compile(_OVERRIDE)
 # A sentence that addresses a model ("Attention AI models.", "Note for the assistant:") flags the directives
 # that follow it; one that points back ("This note is for AI systems.") flags the one before.
