@@ -72,7 +72,8 @@ _HEADED = frozenset({"vaccine", "toxin", "carbonate", "hydroxide", "subsalicylat
                      "citrate", "gluconate", "iodide", "oxide"})
 # endings of ordinary English words, which drug names do not have
 _ENGLISH_ENDINGS = ("tion", "sion", "ment", "ness", "ance", "ence", "ity", "ing", "ed", "ly", "ful", "able",
-                    "ible", "ical", "ous", "ive", "ary", "ory", "ist", "ism", "ure", "age")
+                    "ible", "ical", "ous", "ive", "ary", "ory", "ist", "ism", "ure", "age", "ar", "al", "ic", "care",
+                    "valent")
 _DOSE = re.compile(r"\d[\d.,]*\s*(?:[-–]\s*[\d.,]+\s*)?(?:mg|mcg|µg|g|mL|ml|units?|mEq|IU)\b")
 _BEFORE_DOSE = re.compile(r"([A-Za-z][a-z]{3,})(?:\s+[A-Za-z]+)?,?\s*\(?$")
 # "word (inside)" and "Brand—generic" (DailyMed titles)
@@ -560,12 +561,12 @@ class Lexicon:
 
         Never corrected: a word the index knows, an English word (pyspellchecker's list), a word under 5 letters,
         one with digits or inner capitals. A candidate must start with the same letter (the same two at distance
-        2), be seen MIN_CANDIDATE_COUNT+ times, not be an abbreviation, and not differ only by an affix or an
-        inflection (unrefrigerated/refrigerated, megalencephalic/megalencephaly) or a medical suffix
-        (planitis/plants). A name (a word the index writes capitalised) must be seen NAME_COUNT+ times. A
-        name-like word (capitalised inside a sentence) becomes a name only if it has 7+ letters (9+ at distance
-        2), another word only
-        if it has 8+ letters at distance 1. A misspelled brand name (6+ letters, distance 1) is always corrected."""
+        2), be seen MIN_CANDIDATE_COUNT+ times, not be an abbreviation, and not differ only by an affix (a dropped
+        last letter, syndrom/syndrome, is a typo) or an inflection (unrefrigerated/refrigerated,
+        megalencephalic/megalencephaly) or a medical suffix (planitis/plants). A name (a word the index writes
+        capitalised) must be seen NAME_COUNT+ times. A name-like word (capitalised inside a sentence) becomes a
+        name only if it has 7+ letters (9+ at distance 2), another word only if it has 8+ letters at distance 1.
+        A misspelled brand name (6+ letters, distance 1) is always corrected."""
         w = word.lower()
         if (len(w) < MIN_WORD_LEN or not w.isalpha() or w in self.words or _CAMEL.search(word)
                 or w in english_words() or (capitalised_inside and len(w) < 6)):
@@ -573,7 +574,8 @@ class Lexicon:
         max_d = 2 if len(w) >= LONG_WORD else 1
         best: tuple[int, int, str] | None = None
         for cand in self._candidates(w):
-            if cand[0] != w[0] or cand in w or w in cand or _same_stem(w, cand):
+            dropped_last = len(cand) == len(w) + 1 and cand.startswith(w) and cand[-1] != "s"  # syndrom
+            if cand[0] != w[0] or cand in w or (w in cand and not dropped_last) or _same_stem(w, cand):
                 continue
             d = _osa(w, cand, max_d)
             if d > max_d or (d == 2 and (cand[:2] != w[:2] or len(cand) == len(w) - 2
