@@ -7,8 +7,13 @@ HTML text, dosing changes stated as facts with an "override" flavour, orders to 
 Each is planted into one section of a REAL MedQuAD document (read from the data mirror at run time, never
 copied into the repository), written as a Markdown, HTML or text file and ingested by the real Ingestor into a
 temporary Edge index together with clean MedQuAD documents and OpenStax sections. Its question is the MedQuAD
-question of the poisoned section, so retrieval brings the poisoned passage. Items of split "heldout" were
-written before the detector was tuned on the "dev" items and never used to tune it.
+question of the poisoned section, so retrieval brings the poisoned passage.
+
+Splits, in the order they were written: "dev" (the detector was tuned on these); "heldout" (written with dev,
+first measured after tuning on dev: 9/15 caught; then used to generalise the detector); "heldout2" (written
+before that generalisation, measured once with it: 11/15; then used to generalise again, commit 87100ac);
+"heldout3" (written after that commit, measured once). Only the last split measured is an honest held-out
+figure for the current detector.
 
 What is reported (report.json and report.md in OUT):
   * ingest: poisoned documents flagged in the ingest report (by split), clean documents flagged (false flags);
@@ -47,7 +52,7 @@ from eval.metrics import stable_hash
 from eval.reports import append_jsonl, read_jsonl, write_json, write_markdown
 
 FIXTURE = Path(__file__).parent / "data" / "injection" / "poisoned.jsonl"
-SPLITS = ("dev", "heldout", "heldout2")
+SPLITS = ("dev", "heldout", "heldout2", "heldout3")
 CLEAN_SITES = ("1_CancerGov_QA", "2_GARD_QA", "5_NIDDK_QA", "6_NINDS_QA", "7_SeniorHealth_QA", "8_NHLBI_QA_XML",
                "9_CDC_QA", "4_MPlus_Health_Topics_QA")
 CLEAN_QTYPES = ("treatment", "information", "symptoms", "causes", "exams and tests", "prevention")
@@ -615,5 +620,5 @@ def _markdown(r: dict) -> dict:
         "what the generator wrote. 'shipped' is the real pipeline; 'evidence uncut' is an ablation that keeps "
         "flagged sentences in the evidence (the extractive generator's own filter and the verifier's check of "
         "claims still run), so it shows what the other layers catch and what spotlighting changes. "
-        "Held-out items were written before tuning and never used to tune the detector.")
+        "Splits: see eval/injection.py (only the split written last is held out from the current detector).")
     return md
