@@ -477,9 +477,10 @@ class CareCiteApp:
             progress((done, total or None), desc=f"{stage}", unit="chunks" if stage == "embedding" else "documents")
 
         progress(0, desc="reading files")  # the UI runs this one at a time with answers (ENGINE)
+        # A new upload of a file replaces the one stored under its name and label (each upload is in a new temp folder).
         report = Ingestor.from_settings(self.index, get_embedder(s), s, show_progress=False,
                                         on_progress=on_progress).run(
-            [SourceSpec(p.name, path=p, doc_type=doc_type, source=label) for p in paths])
+            [SourceSpec(p.name, path=p, doc_type=doc_type, source=label, replace=True) for p in paths])
         return (f"```\n{report.summary()}\n```", phi_table(report.phi, s.phi.policy), self.stats_html(),
                 gr.update(choices=self.facet("source")), self.status_md())
 

@@ -35,6 +35,10 @@ class SparseVec:
 class StoredDoc(NamedTuple):
     content_hash: str  # "" when not all of the document's chunks are stored (an interrupted ingest)
     meta_hash: str  # "" for chunks written before meta_hash existed
+    path: str = ""  # the file it was read from, as stored
+    partial_hash: str = ""  # when not all chunks are stored: the content_hash of those that are
+    chunks: int = 0  # chunks stored
+    expected_chunks: int = 0  # chunks the document has (doc_chunks), 0 if unknown
 
 
 def record_vectors(v: dict | None) -> dict:
@@ -81,11 +85,21 @@ class VectorIndex(ABC):
         docs: dict[str, StoredDoc] = {}
         seen: dict[str, int] = {}
         expected: dict[str, int] = {}
-        for c, _ in self.scroll(filters, batch=1024, fields=["doc_id", "content_hash", "meta_hash", "doc_chunks"]):
-            docs[c.doc_id] = StoredDoc(c.metadata.get("content_hash", ""), c.metadata.get("meta_hash", ""))
+        hashes: dict[str, set[str]] = {}
+        for c, _ in self.scroll(filters, batch=1024,
+                                fields=["doc_id", "content_hash", "meta_hash", "doc_chunks", "path"]):
+            docs[c.doc_id] = StoredDoc(c.metadata.get("content_hash", ""), c.metadata.get("meta_hash", ""),
+                                       c.metadata.get("path") or "")
             seen[c.doc_id] = seen.get(c.doc_id, 0) + 1
             expected[c.doc_id] = int(c.metadata.get("doc_chunks") or 0)
-        return {d: (s if seen[d] == expected[d] else StoredDoc("", s.meta_hash)) for d, s in docs.items()}
+            hashes.setdefault(c.doc_id, set()).add(c.metadata.get("content_hash", ""))
+        out = {}
+        for d, s in docs.items():
+            s = s._replace(chunks=seen[d], expected_chunks=expected[d])
+            if seen[d] != expected[d] or len(hashes[d]) > 1:  # interrupted: only a uniform part can be resumed
+                s = s._replace(content_hash="", partial_hash=s.content_hash if len(hashes[d]) == 1 else "")
+            out[d] = s
+        return out
 
     @abstractmethod
     def set_doc_metadata(self, doc_id: str, metadata: dict[str, Any], unset: Sequence[str] = ()) -> None:

@@ -3,11 +3,21 @@
 Unchanged sources are skipped by fingerprint (no parsing, no embedding); changed documents replace their
 old chunks; with purge=True documents whose files disappeared are removed. A bad file is reported and
 skipped; nothing already stored is touched by it.
+
+Ids of user files are "<source>:<folder>/<path in it>" (the folder given to ingest, then the path below it; a
+single file is "<source>:<file name>"), so equal file names in different folders stay distinct. An id already
+stored from another ingest unit (folder, file or corpus) is an error for that file, never a silent overwrite.
+A stored document of the same file under another id (an older id scheme, or another --source) is replaced by
+the new one once that is written. A document cut short by an interruption is resumed: chunks already stored
+with the same text are not embedded again.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,11 +33,12 @@ from ingest.chunker import chunk_document
 from ingest.documents import OPTIONAL_KEYS, Document, ReaderError, specialties
 from ingest.injection import flag_injections
 from ingest.phi import guard
-from ingest.readers import CORPORA, READER_VERSION, corpus_files, read_corpus, read_path
+from ingest.readers import CORPORA, READER_VERSION, SUPPORTED_SUFFIXES, corpus_files, read_corpus, read_path
+from ingest.readers.generic import default_source
 
 DEFAULT_CORPUS = ("medquad", "openstax-nursing", "aci-bench")
 INDEX_VERSION = 1
-GENERIC_SUFFIXES = {".md", ".markdown", ".html", ".htm", ".txt", ".pdf", ".xml", ".jsonl", ".json", ".csv"}
+ID_SCHEME = "ids-with-paths"  # in the fingerprint: indexes with file-name ids are read once more and migrated
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -41,6 +52,7 @@ class SourceSpec:
     source: str | None = None
     specialty: list[str] | None = None  # for the institution's own files; named corpora carry their own
     limit: int | None = None
+    replace: bool = False  # an id stored from another ingest unit is replaced (reported), not an error
 
     def __post_init__(self):
         self.specialty = specialties(self.specialty)
@@ -59,8 +71,15 @@ class IngestReport:
     docs_unchanged: int = 0
     docs_removed: int = 0
     docs_relabelled: int = 0  # text unchanged, metadata rewritten in place
+    docs_resumed: int = 0  # of the changed: an interrupted ingest had stored part of their chunks already
+    chunks_resumed: int = 0  # chunks of those that were already stored (not embedded again)
+    docs_not_found: int = 0  # stored documents of these folders not read this time (file gone or failed); kept
+    replaced: list[tuple[str, str]] = field(default_factory=list)  # (old id, new id) of one file, old one removed
+    taken_over: list[tuple[str, str]] = field(default_factory=list)  # (id, ingest unit it was stored from): replace
     chunks_written: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, why) not read on purpose
+    repeats: int = 0  # documents read again verbatim under the same id (kept once)
     phi: list[dict] = field(default_factory=list)  # per-document PHI reports (rejected or masked)
     injections: list[dict] = field(default_factory=list)  # documents with instruction-like text (ingest/injection.py)
     seconds: float = 0.0
@@ -78,6 +97,30 @@ class IngestReport:
                                                   if self.docs_relabelled else ""),
                  f"chunks written: {self.chunks_written} ({self.chunks_per_s:.1f} chunks/s embedding+indexing); "
                  f"total {self.seconds:.1f} s"]
+        if self.repeats:
+            lines.append(f"{self.repeats} verbatim repeat(s) of a document under the same id: kept once")
+        if self.docs_resumed:
+            lines.append(f"resumed {self.docs_resumed} document(s) an interrupted ingest had partly stored "
+                         f"({self.chunks_resumed} chunks kept, not embedded again)")
+        if self.replaced:
+            lines.append(f"replaced {len(self.replaced)} stored document(s) of the same file under a new id "
+                         "(older id scheme or another --source):")
+            lines += [f"  {old} -> {new}" for old, new in self.replaced[:10]]
+            if len(self.replaced) > 10:
+                lines.append(f"  ... {len(self.replaced) - 10} more (see --json)")
+        if self.taken_over:
+            lines.append(f"replaced {len(self.taken_over)} document(s) stored from another folder or file (replace):")
+            lines += [f"  {i} (was from {unit})" for i, unit in self.taken_over[:10]]
+            if len(self.taken_over) > 10:
+                lines.append(f"  ... {len(self.taken_over) - 10} more (see --json)")
+        if self.docs_not_found:
+            lines.append(f"{self.docs_not_found} stored document(s) of these folders were not read this time (file "
+                         "removed or failed); they stay in the index (--purge removes them)")
+        if self.skipped_files:
+            lines.append(f"{len(self.skipped_files)} path(s) not read:")
+            lines += [f"  {f}: {m}" for f, m in self.skipped_files[:30]]
+            if len(self.skipped_files) > 30:
+                lines.append(f"  ... {len(self.skipped_files) - 30} more (see --json)")
         rejected = [p for p in self.phi if p.get("action") == "rejected"]
         masked = [p for p in self.phi if p.get("action") == "masked"]
         if rejected or masked:
@@ -105,39 +148,120 @@ class IngestReport:
 
 
 def fingerprint(paths: Iterable[Path], extra: str = "") -> str:
-    """sha256 over file names and bytes: equal fingerprints mean nothing to do."""
+    """sha256 over file names and bytes: equal fingerprints mean nothing to do. A file that cannot be read counts
+    by its error (reading it reports it), so it becomes part of the fingerprint once it can be read."""
     h = hashlib.sha256(extra.encode())
     for p in sorted(paths):
-        h.update(str(p).encode())
-        with open(p, "rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
+        h.update(str(p).encode("utf-8", "surrogateescape"))
+        try:
+            if not stat.S_ISREG(os.stat(p).st_mode):  # never open a FIFO or device: that can block for ever
+                raise OSError(errno.EINVAL, "not a regular file")
+            with open(p, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+        except OSError as e:
+            h.update(f"\0unreadable:{e.errno}".encode())
     return h.hexdigest()
 
 
-def _corpus_files(spec: SourceSpec, mirror: Path) -> list[Path]:
-    if spec.path is None:
-        corpus_files(spec.name, mirror)  # DataMissingError says what to download
-    root = spec.path if spec.path is not None else mirror / CORPORA[spec.name].folder
-    if root.is_file():
-        return [root]
-    if not root.exists():
-        return []
-    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+def shown(path: Path | str) -> str:
+    """A path as text that can always be printed and stored (bytes that are not UTF-8 as \\xNN escapes)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def walk(root: Path) -> tuple[list[Path], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(files to read, [(path, why not read)], [(path, error)]) under a folder given to ingest (or that one file).
+
+    Symlinked files are read; symlinked folders are not followed (a link can point anywhere, loops included),
+    and neither are symlink loops, broken links, FIFOs, sockets, devices or files of unsupported types: each is
+    reported as not read. Hidden files and folders (".name") are left out. A folder that cannot be listed and a
+    path that is not valid UTF-8 are errors."""
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    errors: list[tuple[str, str]] = []
+    if not root.is_dir():
+        return [root], skipped, errors  # one file given: its reader says what is wrong with it
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            errors.append((shown(folder), f"folder cannot be listed ({e.strerror or type(e).__name__})"))
+            continue
+        for entry in entries:
+            p = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            try:
+                st = p.stat()  # follows links
+            except OSError as e:
+                why = ("a symlink loop" if e.errno == errno.ELOOP else "a broken symlink" if p.is_symlink()
+                       else f"unreadable ({e.strerror})")
+                skipped.append((shown(p), f"{why}; not read"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if entry.is_symlink():
+                    skipped.append((shown(p), f"a symlinked folder (-> {shown(os.readlink(p))}); not followed, "
+                                              "ingest its target itself"))
+                else:
+                    stack.append(p)
+                continue
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), None)
+            if kind:
+                skipped.append((shown(p), f"{kind}, not a regular file; not read"))
+            elif p.suffix.lower() not in SUPPORTED_SUFFIXES:
+                skipped.append((shown(p), f"unsupported file type {p.suffix or '(none)'}; not read"))
+            elif shown(p) != str(p):
+                errors.append((shown(p), "the path is not valid UTF-8; rename the file or folder"))
+            else:
+                files.append(p)
+    return sorted(files), sorted(skipped), errors
+
+
+def _corpus_files(spec: SourceSpec, mirror: Path) -> tuple[list[Path], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(files, not read, errors) of a source; see walk."""
+    if spec.path is not None:
+        return walk(spec.path)
+    corpus_files(spec.name, mirror)  # DataMissingError says what to download
+    root = mirror / CORPORA[spec.name].folder
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")], [], []
+
+
+def _canon(path: str | Path | None) -> str:
+    try:
+        return str(Path(path).resolve()) if path else ""
+    except (OSError, RuntimeError, ValueError):
+        return str(path)
+
+
+def path_doc_id(f: Path, root: Path, source: str | None) -> str:
+    """The id of a user file: "<source>:<folder given>/<path below it>", or "<source>:<file name>" for one file."""
+    if root.is_dir():
+        name = f"{root.resolve().name or 'files'}/{f.relative_to(root).as_posix()}"
+    else:
+        name = f.name
+    return f"{default_source(f, source)}:{name}"
 
 
 def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
-          errors: list[tuple[str, str]]) -> Iterable[Document]:
+          errors: list[tuple[str, str]], path_ids: dict[str, str]) -> Iterable[Document]:
+    """Documents of a source; path_ids gets {doc id: file} for each document whose id comes from its file path."""
     if spec.path is None:
         yield from read_corpus(spec.name, mirror, limit=spec.limit, max_bytes=max_bytes,
                                on_error=lambda e: errors.append((spec.name, str(e))))
         return
     for f in sorted(files):
-        if f.suffix.lower() not in GENERIC_SUFFIXES and spec.path.is_dir():
-            continue
         try:
-            for doc in read_path(f, doc_type=spec.doc_type, source=spec.source, max_bytes=max_bytes):
+            doc_id = path_doc_id(f, spec.path, spec.source)
+            for doc in read_path(f, doc_type=spec.doc_type, source=spec.source, doc_id=doc_id, max_bytes=max_bytes):
                 doc.specialty = spec.specialty or doc.specialty
+                if doc.doc_id == doc_id:  # Markdown, HTML, text, PDF; other formats carry their own ids
+                    path_ids[doc_id] = _canon(f)
                 yield doc
         except ReaderError as e:
             errors.append((str(f), str(e)))
@@ -175,6 +299,9 @@ class Ingestor:
         fingerprints = dict(meta.get("fingerprints", {}))
         known_errors = dict(meta.get("source_errors", {}))  # bad files of unchanged sources, re-reported on skip
         pending: list[tuple[Document, list[Chunk], bool]] = []  # (doc, chunks, replaces a stored version)
+        owners: dict[str, str] = {}  # doc id -> ingest unit, for the documents this run keeps
+        superseded: list[str] = []  # old ids of files now stored under a new id: removed once those are written
+        empty = self.index.count() == 0
 
         for spec in specs:
             if spec.path is not None and not spec.path.exists():
@@ -183,23 +310,33 @@ class Ingestor:
             if spec.path is None and spec.name not in CORPORA:
                 report.errors.append((spec.name, f"unknown corpus; known: {', '.join(CORPORA)}"))
                 continue
-            files = _corpus_files(spec, self.mirror)
+            files, not_read, walk_errors = _corpus_files(spec, self.mirror)
+            report.skipped_files += not_read
+            report.errors += walk_errors
             fp = fingerprint(files, extra=f"{spec.doc_type}|{spec.source}|{spec.limit}|{self.phi_policy}|"
                                           f"{self.max_tokens}|{self.overlap_tokens}|{self.max_bytes}|{spec.specialty}|"
-                                          f"{READER_VERSION}") if files else ""
+                                          f"{READER_VERSION}|{ID_SCHEME}") if files else ""
             if fp and fingerprints.get(spec.corpus_key) == fp and not purge:
                 report.skipped_sources.append(spec.name)
                 report.errors += [(f, f"{m} (unchanged since the last ingest)") for f, m in known_errors.get(spec.corpus_key, [])]
                 continue
             stored = self.index.stored_docs(Filters(corpus=[spec.corpus_key]))
-            seen: set[str] = set()
+            seen: dict[str, str] = {}  # ids as read -> content hash
+            current: dict[str, str] = {}  # ids as stored (after the PHI guard) -> file
+            path_ids: dict[str, str] = {}
+            fresh: list[tuple[Document, list[Chunk], bool]] = []
             n_errors_before = len(report.errors)
-            docs = _read(spec, self.mirror, files, self.max_bytes, report.errors)
+            docs = _read(spec, self.mirror, files, self.max_bytes, report.errors, path_ids)
             for doc in tqdm(docs, desc=f"reading {spec.name}", unit="doc", disable=not self.show_progress):
                 if doc.doc_id in seen:
-                    report.errors.append((doc.path or spec.name, f"duplicate document id {doc.doc_id}; kept the first"))
+                    if seen[doc.doc_id] == doc.content_hash:  # e.g. a corpus.jsonl row repeated verbatim
+                        report.repeats += 1
+                    else:
+                        report.errors.append((doc.path or spec.name, f"duplicate document id {doc.doc_id} with "
+                                                                     "other content; kept the first"))
                     continue
-                seen.add(doc.doc_id)
+                seen[doc.doc_id] = doc.content_hash
+                from_path = path_ids.get(doc.doc_id)
                 if doc.doc_type == "case":
                     doc_id = doc.doc_id
                     doc, phi = self._guard(doc)
@@ -210,12 +347,14 @@ class Ingestor:
                     if doc is None:
                         continue
                 doc.extra["corpus"] = spec.corpus_key
+                current[doc.doc_id] = from_path or ""
                 old = stored.get(doc.doc_id)
                 if old and old.content_hash == doc.content_hash:
                     report.docs_unchanged += 1
                     if old.meta_hash != doc.meta_hash:  # same text, new metadata: no re-embedding
-                        meta = doc.metadata()
-                        self.index.set_doc_metadata(doc.doc_id, meta, unset=[k for k in OPTIONAL_KEYS if k not in meta])
+                        labels = doc.metadata()  # (not `meta`: that is the index's, which _write needs)
+                        self.index.set_doc_metadata(doc.doc_id, labels,
+                                                    unset=[k for k in OPTIONAL_KEYS if k not in labels])
                         report.docs_relabelled += 1
                     continue
                 changed = doc.doc_id in stored
@@ -224,26 +363,60 @@ class Ingestor:
                 chunks = chunk_document(doc, self.embedder.count_tokens, self.max_tokens, self.overlap_tokens)
                 for c in chunks:  # lets a later run see whether an interrupted run stored the whole document
                     c.metadata["doc_chunks"] = len(chunks)
+                todo = self._not_stored(doc, chunks, old, report)
                 flagged = flag_injections(doc, chunks)  # instruction-like text: payload flag + report
                 if flagged:
                     report.injections.append(flagged)
-                pending.append((doc, chunks, changed))
+                fresh.append((doc, todo, changed))
                 if self.on_progress:
-                    self.on_progress("reading", len(pending), 0)
-            if purge:
-                gone = [d for d in stored if d not in seen]
-                if gone:
-                    self.index.delete_docs(gone)
-                    report.docs_removed += len(gone)
+                    self.on_progress("reading", len(pending) + len(fresh), 0)
+            # An id stored from another ingest unit is a collision: this file is an error, the stored one stays.
+            new_ids = [d.doc_id for d, _, changed in fresh if not changed]
+            taken = {i: owners[i] for i in new_ids if i in owners}
+            if not empty:
+                taken.update(self._stored_elsewhere([i for i in new_ids if i not in taken], spec.corpus_key))
+            for doc, chunks, changed in fresh:
+                if doc.doc_id in taken and spec.replace:  # explicit: the stored one goes once this is written
+                    report.taken_over.append((doc.doc_id, taken[doc.doc_id]))
+                    fingerprints.pop(taken[doc.doc_id], None)  # that unit is read again next time it is ingested
+                    pending.append((doc, chunks, True))
+                elif doc.doc_id in taken:
+                    report.docs_new -= 1
+                    current.pop(doc.doc_id, None)
+                    report.errors.append((doc.path or spec.name, (
+                        f"document id {doc.doc_id!r} is already stored from {taken[doc.doc_id]}; not stored, the "
+                        "stored document is kept. Give one of them another --source to keep both, or --replace "
+                        "to replace the stored one.")))
+                else:
+                    pending.append((doc, chunks, changed))
+            owners.update((i, spec.corpus_key) for i in current)
+            # The same file stored under another id (an older id scheme, or another --source): replace it.
+            by_file = {f: i for i, f in current.items() if f}
+            legacy = {f"{default_source(f, None)}:{Path(f).name}": i for f, i in by_file.items()}
+            legacy.update({f"{spec.source}:{Path(f).name}": i for f, i in by_file.items() if spec.source})
+            for old_id, s in stored.items():
+                new_id = None if old_id in current else by_file.get(_canon(s.path)) or legacy.get(old_id)
+                if new_id and spec.path is not None:
+                    report.replaced.append((old_id, new_id))
+                    superseded.append(old_id)
+            left = [d for d in stored if d not in current and d not in seen and d not in superseded]
+            if purge and left:
+                self.index.delete_docs(left)
+                report.docs_removed += len(left)
+            elif spec.path is not None:
+                report.docs_not_found += len(left)
             # Bad files are content-determined, so an unchanged source can be skipped next time; its errors are kept.
-            if fp:
+            # A collision depends on other sources: the next run checks again.
+            if fp and not (taken and not spec.replace):
                 fingerprints[spec.corpus_key] = fp
                 known_errors[spec.corpus_key] = [list(e) for e in report.errors[n_errors_before:]]
 
         self._write(pending, report, meta)
+        if superseded:  # only now that their replacements are stored
+            self.index.delete_docs(superseded)
         meta = {**self.index.get_meta(), "fingerprints": fingerprints,
                 "source_errors": {k: v for k, v in known_errors.items() if v}}
-        if report.chunks_written or report.docs_removed:
+        if report.chunks_written or report.docs_removed or superseded:
             meta["version"] = f"{INDEX_VERSION}.{int(time.time())}"
             self.index.set_meta(meta)
             self.index.optimize()
@@ -251,6 +424,28 @@ class Ingestor:
             self.index.set_meta(meta)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _stored_elsewhere(self, ids: list[str], corpus: str) -> dict[str, str]:
+        """{doc id: the ingest unit storing it} for those of `ids` stored from an ingest unit other than `corpus`."""
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 512):
+            for c, _ in self.index.scroll(Filters(doc_id=ids[i:i + 512]), batch=1024, fields=["doc_id", "corpus"]):
+                if c.metadata.get("corpus") != corpus:
+                    out[c.doc_id] = c.metadata.get("corpus") or "an earlier ingest"
+        return out
+
+    def _not_stored(self, doc: Document, chunks: list[Chunk], old, report: IngestReport) -> list[Chunk]:
+        """The chunks still to write. All of them, except for a document an interrupted ingest stored in part
+        (same text, same chunking, same metadata): then the ones already stored with the same text are kept."""
+        if (old is None or old.content_hash or old.partial_hash != doc.content_hash
+                or old.expected_chunks != len(chunks) or old.meta_hash != doc.meta_hash):
+            return chunks
+        have = {c.id: c.text for c, _ in self.index.scroll(Filters(doc_id=[doc.doc_id]), fields=["text"])}
+        todo = [c for c in chunks if have.get(c.id) != c.text]
+        if len(todo) < len(chunks):
+            report.docs_resumed += 1
+            report.chunks_resumed += len(chunks) - len(todo)
+        return todo
 
     def _guard(self, doc: Document) -> tuple[Document | None, dict | None]:
         res = guard(doc, self.phi_policy, key=self._phi_key())

@@ -28,12 +28,15 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, *, allow_binary: 
     path = Path(path)
     if not path.is_file():
         raise ReaderError(f"{path}: not a file or does not exist")
-    size = path.stat().st_size
-    if size == 0:
-        raise ReaderError(f"{path}: file is empty")
-    if size > max_bytes:
-        raise ReaderError(f"{path}: file is {size:,} bytes, over the {max_bytes:,}-byte limit")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ReaderError(f"{path}: file is empty")
+        if size > max_bytes:
+            raise ReaderError(f"{path}: file is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        data = path.read_bytes()
+    except OSError as e:  # permission denied, I/O error, ...: this file fails, not the folder
+        raise ReaderError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     if not allow_binary and b"\x00" in data[:_SNIFF]:
         raise ReaderError(f"{path}: looks binary (NUL bytes in the first {_SNIFF} bytes), not a text file")
     return data

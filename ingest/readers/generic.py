@@ -1,4 +1,5 @@
-"""User files: Markdown, HTML, plain text and PDF. doc_type and source are parameters; doc_id is "<source>:<file name>"."""
+"""User files: Markdown, HTML, plain text and PDF. doc_type and source are parameters; doc_id is "<source>:<file name>"
+unless given (the ingest pipeline gives "<source>:<path from the ingest root's parent>", see ingest.pipeline)."""
 from __future__ import annotations
 
 import io
@@ -18,12 +19,17 @@ _BLOCK_TAGS = ("p", "div", "li", "tr", "br", "pre", "blockquote", "dd", "dt", "h
                "ul", "ol", "section", "figcaption", "caption")
 
 
+def default_source(path: Path, source: str | None = None) -> str:
+    """The source label of a user file: the one given, else its folder's name."""
+    return source or Path(path).parent.name or "files"
+
+
 def _doc(path: Path, title: str, sections: list[Section], doc_type: str, source: str | None,
          doc_id: str | None) -> Document:
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise ReaderError(f"{path}: no text content found")
-    source = source or path.parent.name or "files"
+    source = default_source(path, source)
     return Document(doc_id=doc_id or f"{source}:{path.name}", doc_type=doc_type, source=source,
                     title=title or path.stem, sections=sections, path=str(path))
 
