@@ -30,12 +30,20 @@ def cmd_ingest(args) -> int:
         s.phi.policy = args.phi_policy
     specs: list[SourceSpec] = []
     names = [] if args.paths and not args.corpus else (args.corpus or ",".join(DEFAULT_CORPUS)).split(",")
+    from ingest.readers import CORPORA
+    unknown = [n.strip() for n in names if n.strip() and n.strip() not in CORPORA]
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if unknown or missing:  # before any model loads or anything is written
+        print("carecite: error: " + "; ".join(
+            [f"no such file or folder: {p}" for p in missing]
+            + [f"unknown corpus {n!r} (known: {', '.join(CORPORA)})" for n in unknown]), file=sys.stderr)
+        return 2
     for n in names:
         if n.strip():
             specs.append(SourceSpec(n.strip(), limit=args.limit))
     for p in args.paths:
         specs.append(SourceSpec(p, path=Path(p), doc_type=args.doc_type, source=args.source,
-                                specialty=args.specialty))
+                                specialty=args.specialty, replace=args.replace))
     embedder = get_embedder(s)
     with open_index(s, create=True, dim=embedder.dim) as index:
         ing = Ingestor.from_settings(index, embedder, s, show_progress=not args.json)
@@ -52,6 +60,11 @@ def cmd_ingest(args) -> int:
         print(f"index now holds {total} chunks")
         if lexicon:
             print(_lexicon_line(lexicon))
+    if report.errors:  # exit status 1: the run finished, but these files are not (or not all) in the index
+        print(f"carecite: {len(report.errors)} file(s) failed: "
+              + ", ".join(f for f, _ in report.errors[:10]) + (" ..." if len(report.errors) > 10 else ""),
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -241,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--specialty", help="comma-separated specialties for your files (e.g. cardiology,critical care)")
     q.add_argument("--phi-policy", choices=["reject", "mask"], help="what to do with PHI in case documents")
     q.add_argument("--purge", action="store_true", help="remove documents whose files are gone")
+    q.add_argument("--replace", action="store_true",
+                   help="a document id already stored from another folder or file (e.g. the folder moved) is "
+                        "replaced, and reported; without it that file is an error")
     q.add_argument("--limit", type=int, help="read at most N documents per named corpus")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_ingest)
@@ -333,6 +349,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_PATH_ARGS = {"paths", "beir_dir", "data_dir", "run_out", "report_dir", "src_path", "dst_path"}  # any bytes will do
+
+
+def _not_utf8(args) -> str | None:
+    """What is wrong with a text argument that held bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    which would fail deep in the tokenizer or the index), or None. File paths may be any bytes."""
+    for name, value in vars(args).items():
+        if name in _PATH_ARGS:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, str):
+                continue
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raw = v.encode("utf-8", "surrogateescape")
+                pos = len(v[:e.start].encode("utf-8", "surrogateescape"))
+                what = "the " + name if name in ("question", "query") else "--" + name.replace("_", "-")
+                return (f"{what} is not valid UTF-8 text (byte 0x{raw[pos]:02x} at byte {pos}); "
+                        "give it as UTF-8 (check the terminal's or the script's encoding)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from indexes.base import IndexLockedError, IndexMissingError
     from indexes.searcher import QueryError
@@ -340,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     from carecite.models import ModelIntegrityError, ModelMissingError
 
     args = build_parser().parse_args(argv)
+    bad = _not_utf8(args)
+    if bad:
+        print(f"carecite: error: {bad}", file=sys.stderr)
+        return 2
     from assistant.errors import AssistantError
     known = (IndexLockedError, IndexMissingError, QueryError, FilterError, ModelMissingError, ModelIntegrityError,
              AssistantError, FileNotFoundError, ValueError)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,40 @@ from ingest.pipeline import Ingestor, SourceSpec
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 INDEX_MODES = ("dense", "sparse", "hybrid")
+log = logging.getLogger("carecite.eval")
+
+
+def check_corpus(path: Path) -> list[str]:
+    """Check a BEIR corpus.jsonl before anything is embedded: rows repeated verbatim are kept once (a warning,
+    returned); the same _id with another title or text is a ValueError naming the ids and lines."""
+    first: dict[str, tuple[int, str]] = {}  # _id -> (line, row as canonical JSON)
+    repeats: dict[str, int] = {}
+    conflicts: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                pid = str(row["_id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # the reader reports bad lines itself
+            canon = json.dumps(row, sort_keys=True, ensure_ascii=False)
+            if pid not in first:
+                first[pid] = (n, canon)
+            elif first[pid][1] == canon:
+                repeats[pid] = repeats.get(pid, 0) + 1
+            else:
+                conflicts.append(f"{pid!r} (lines {first[pid][0]} and {n})")
+    if conflicts:
+        raise ValueError(f"{path}: {len(conflicts)} passage id(s) repeated with a different title or text: "
+                         f"{', '.join(conflicts[:5])}{' ...' if len(conflicts) > 5 else ''}. Each _id must name one "
+                         "passage (qrels point at ids); fix the corpus before evaluating. Nothing was embedded.")
+    if not repeats:
+        return []
+    shown = ", ".join(repr(p) for p in list(repeats)[:5]) + (" ..." if len(repeats) > 5 else "")
+    return [f"{path}: {sum(repeats.values())} row(s) repeat an earlier row verbatim ({len(repeats)} passage id(s): "
+            f"{shown}); each passage is indexed once"]
 
 
 class CachedEmbedder:
@@ -110,6 +146,9 @@ def run_retrieval_eval(beir_dir: Path, settings: Settings, modes=("all",), min_r
                        run_out: Path | None = None, report_dir: Path | None = None, split: str = "all",
                        limit: int | None = None, tune: bool = False) -> dict:
     t0 = time.perf_counter()
+    warnings = check_corpus(Path(beir_dir) / "corpus.jsonl") if (Path(beir_dir) / "corpus.jsonl").is_file() else []
+    for w in warnings:
+        log.warning(w)
     corpus, queries, qrels = load_beir(beir_dir)
     modes = ["bm25", *INDEX_MODES] if "all" in modes else list(modes)
     bad = [m for m in modes if m not in ("bm25", *INDEX_MODES)]
@@ -121,7 +160,8 @@ def run_retrieval_eval(beir_dir: Path, settings: Settings, modes=("all",), min_r
         qids = qids[:limit]
     sel = {q: queries[q] for q in qids}
     embedder = CachedEmbedder(get_embedder(settings), settings.paths.data_dir / "cache")
-    out: dict = {"beir_dir": str(beir_dir), "split": split, "n_queries": len(sel), "n_docs": len(corpus),
+    out: dict = {"beir_dir": str(beir_dir), "warnings": warnings, "split": split, "n_queries": len(sel),
+                 "n_docs": len(corpus),
                  "min_rel": min_rel, "modes": {}, "fusion": {"rrf_k": settings.retrieval.rrf_k,
                  "weights": [settings.retrieval.dense_weight, settings.retrieval.sparse_weight],
                  "prefetch_limit": settings.retrieval.prefetch_limit}}
@@ -171,7 +211,8 @@ def run_retrieval_eval(beir_dir: Path, settings: Settings, modes=("all",), min_r
 
 def markdown_table(out: dict) -> str:
     lines = [f"Retrieval on {out['beir_dir']} ({out['split']} split, {out['n_queries']} queries, "
-             f"{out['n_docs']} docs, {out.get('n_chunks', '?')} chunks)", "",
+             f"{out['n_docs']} docs, {out.get('n_chunks', '?')} chunks)", *[f"Warning: {w}" for w in
+                                                                            out.get("warnings", [])], "",
              "| mode | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for mode, m in out["modes"].items():
         lines.append(f"| {mode} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")

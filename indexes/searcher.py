@@ -30,6 +30,11 @@ class HybridSearcher:
             raise QueryError(f"query must be a string, got {type(query).__name__}")
         if not query.strip():
             raise QueryError("query is empty")
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise QueryError(f"query is not valid Unicode text (a lone surrogate at character {e.start}, e.g. bytes "
+                             "that were not UTF-8)") from None
         if len(query) > MAX_QUERY_CHARS:
             raise QueryError(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
         if mode not in ("hybrid", "dense", "sparse"):

@@ -8,11 +8,14 @@ import errno
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import ingest.pipeline as pipeline
+from carecite.cli import main
 from carecite.runtime import open_index
 from indexes.types import Filters
 from ingest.pipeline import Ingestor, SourceSpec
@@ -159,6 +162,34 @@ def test_links_loops_fifos_and_odd_files_are_reported(tmp_settings, embedder, tm
         assert "5 path(s) not read" in summary and "pipe.md" in summary and "1 file(s) failed" in summary
 
 
+def test_ingest_exit_codes(tmp_path, capsys):
+    data = tmp_path / "data"
+    base = ["--preset", "fast", "--data-dir", str(data), "ingest"]
+    assert main([*base, str(tmp_path / "no-such-folder")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err and not (data / "index").exists()
+    assert main([*base, "--corpus", "medqaud"]) == 2
+    assert "unknown corpus 'medqaud'" in capsys.readouterr().err
+
+    guides = tmp_path / "guides"
+    _write(guides / "sepsis.md", SEPSIS_A)
+    assert main([*base, str(guides)]) == 0
+    _write(guides / "empty.txt", "")
+    assert main([*base, str(guides), "--json"]) == 1
+    out = capsys.readouterr()
+    assert "empty.txt" in out.err and json.loads(out.out.splitlines()[-1])["errors"][0][0].endswith("empty.txt")
+    assert main([*base, str(guides)]) == 1  # unchanged, but the file still fails: still reported, still 1
+    assert "empty.txt" in capsys.readouterr().err
+
+
+def test_question_bytes_that_are_not_utf8_are_a_clear_error(tmp_path):
+    env = {**os.environ, "CARECITE_PATHS__DATA_DIR": str(tmp_path)}
+    for cmd in (["search", b"\xff"], ["ask", b"fever \xe9"], ["search", b"x", "--filter", b"source=\xff"]):
+        r = subprocess.run([sys.executable, "-m", "carecite.cli", "--preset", "fast", *cmd], env=env,
+                           capture_output=True, timeout=600)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and "not valid UTF-8" in err and "Traceback" not in err, (cmd, err[-800:])
+
+
 class _FailingEmbedder:
     """The real embedder, made to fail after N batches: stands in for a crash or Ctrl-C mid-ingest."""
 
@@ -193,3 +224,36 @@ def test_large_document_resumes_where_it_stopped(tmp_settings, embedder, tmp_pat
         assert doc.content_hash and doc.chunks == doc.expected_chunks == total
         again = _ing(index, embedder, batch_size=4, max_tokens=64, overlap_tokens=8).run(spec)
         assert again.chunks_written == 0 and index.count() == total
+
+
+def _beir(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "antibiotics in septic shock"}) + "\n")
+    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    return folder
+
+
+ROWS = [{"_id": "d1", "title": "Sepsis", "text": "Give antibiotics within one hour of septic shock."},
+        {"_id": "d2", "title": "Asthma", "text": "Use a reliever inhaler for quick relief of wheeze."},
+        {"_id": "d3", "title": "Diabetes", "text": "Metformin is the first drug for type 2 diabetes."}]
+
+
+def test_beir_corpus_repeats_are_kept_once_and_conflicts_fail_before_embedding(tmp_settings, tmp_path,
+                                                                               monkeypatch):
+    from eval import retrieval
+    res = retrieval.run_retrieval_eval(_beir(tmp_path / "repeats", ROWS + [ROWS[0], ROWS[2], ROWS[0]]),
+                                       tmp_settings, modes=["sparse"])
+    assert res["n_docs"] == 3 and res["n_chunks"] == 3 and res["modes"]["sparse"]["recall@10"] == 1.0
+    assert len(res["warnings"]) == 1 and "3 row(s) repeat an earlier row verbatim" in res["warnings"][0]
+    assert "Warning:" in res["table"]
+
+    class NoEmbedding:
+        def __getattr__(self, name):
+            raise AssertionError("the model was used before the corpus was checked")
+
+    monkeypatch.setattr(retrieval, "get_embedder", lambda s: NoEmbedding())
+    conflict = _beir(tmp_path / "conflict", ROWS + [{**ROWS[1], "text": "Another text under the same id."}])
+    with pytest.raises(ValueError, match=r"1 passage id\(s\) repeated with a different title or text: 'd2' "
+                                         r"\(lines 2 and 4\)"):
+        retrieval.run_retrieval_eval(conflict, tmp_settings, modes=["sparse"])
