@@ -31,6 +31,7 @@ _REQUEST = re.compile(r"\b(?:please|pls|plz|kindly)\s+(?:tell|let|advise|suggest
                       r"\b(?:can|could|would) you\b|\bi (?:would like|want|need) to know\b|\bwhat (?:should|can|do) i\b",
                       re.I)
 MAX_PARTS = 4
+MAX_NAME_SENTENCE_WORDS = 30  # longer asking sentences are run-on stories: capitals there are no names
 
 # Words of an emergency, in lay and clinical wording; each names the advice that goes first.
 _EMERGENCY = [
@@ -107,6 +108,37 @@ def _derived_from_known(word: str, known: Callable[[str], bool]) -> bool:
     return False
 
 
+def _inner_names(text: str) -> set[str]:
+    """Words written as names in the asking sentences: capitalised (not all capitals), not first in the sentence,
+    and not part of a run of three or more capitalised words (a title: "Whole Exome Sequencing", "Grant High
+    School"). "The early signs of Marrowind-Ashby syndrome?" -> {Marrowind, Ashby}. A name the index lacks is
+    unknown even when it splits into only two word pieces or looks like two words run together; misspelled
+    names still match through the lexicon's spelling variants. Long run-on sentences and story are left out."""
+    out: set[str] = set()
+    for sent in asking_sentences(text):
+        words = list(re.finditer(r"[A-Za-z][A-Za-z']*", sent))
+        if len(words) > MAX_NAME_SENTENCE_WORDS or _title_or_caps(sent):
+            continue
+        caps = [i > 0 and w.group(0)[0].isupper() and w.group(0)[1:].islower() for i, w in enumerate(words)]
+        for i, w in enumerate(words):
+            if not caps[i]:
+                continue
+            lo = hi = i
+            while lo > 0 and caps[lo - 1]:
+                lo -= 1
+            while hi + 1 < len(words) and caps[hi + 1]:
+                hi += 1
+            if hi - lo < 2:
+                out.add(w.group(0))
+    return out
+
+
+def _title_or_caps(sent: str) -> bool:
+    """Title Case Or ALL CAPS writing: capitals say nothing about names there."""
+    words = re.findall(r"[A-Za-z]{4,}", sent)
+    return bool(words) and sum(w[0].isupper() for w in words) > 0.6 * len(words)
+
+
 def unknown_terms(question: str, texts: Sequence[str], tokenize: Callable[[str], list[str]],
                   lexicon=None) -> list[str]:
     """Rare words of the asking sentences that the evidence does not mention under any accepted form, and that
@@ -116,19 +148,22 @@ def unknown_terms(question: str, texts: Sequence[str], tokenize: Callable[[str],
     correction against the index vocabulary, brand <-> generic, acronym <-> long form, plurals). Without a
     lexicon, a rare word the evidence lacks counts as unknown (the stricter rule)."""
     have = {t for text in texts for t in _bm25.tokens(text)}
-    subject = subject_of(focus_text(question))
+    focus = focus_text(question)
+    names = _inner_names(focus)
+    subject = subject_of(focus)
     out: list[str] = []
     for m in re.finditer(r"[A-Za-z][A-Za-z'-]{3,}", subject):
         for w in m.group(0).split("-"):
             stems = _bm25.tokens(w)
-            if len(w) < 4 or not stems or stems[0] in have or len(tokenize(w)) < 3:
+            name = w in names
+            if len(w) < 4 or not stems or stems[0] in have or len(tokenize(w)) < (2 if name else 3):
                 continue
             forms: Iterable[str] = lexicon.variants(w) if lexicon is not None else ()
             if any(s in have for f in forms for s in _bm25.tokens(f)):
                 continue
             if lexicon is not None and (lexicon.known(w) or _derived_from_known(w, lexicon.known)
                                         or any(lexicon.known(f) for f in forms)
-                                        or getattr(lexicon, "misspelt_or_plain", lambda _: False)(w)):
+                                        or (not name and getattr(lexicon, "misspelt_or_plain", lambda _: False)(w))):
                 continue  # the index knows the word, or it reads as a typo or plain English: not an unknown name
             out.append(w)
     return list(dict.fromkeys(out))

@@ -167,13 +167,22 @@ def cmd_migrate(args) -> int:
 # ---------------------------------------------------------------- ask / serve
 
 def cmd_ask(args) -> int:
+    from assistant.generators import ExtractiveGenerator
     from assistant.pipeline import Assistant
     s = _settings(args)
     with Assistant(s) as assistant:
         events = assistant.stream(args.question, filters=args.filter)
         answer = None
+        show = args.stream and not args.json
+        llm = not isinstance(assistant.generator, ExtractiveGenerator)  # else the quick answer is the answer
         for ev in events:
-            if ev["type"] == "token" and args.stream and not args.json:
+            if ev["type"] == "quick" and show:
+                print("Quoted from the sources (verified):\n" + ev["answer"].answer + "\n", flush=True)
+                if llm:
+                    print("Full answer (being written):", flush=True)
+            elif ev["type"] == "queued" and show:
+                print(f"(the local model is busy: queued at position {ev['position']})", flush=True)
+            elif ev["type"] == "token" and show and llm:
                 print(ev["text"], end="", flush=True)
             elif ev["type"] == "answer":
                 answer = ev["answer"]

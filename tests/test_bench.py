@@ -30,8 +30,11 @@ from carecite.cli import main  # noqa: E402
 
 def test_answer_benchmark_times_every_question_and_concurrent_users(small_index, tmp_path):
     """The fast preset (extractive generator) on the small real index: figures are consistent and loaded-box aware."""
-    rep = bench.run_answer_benchmark(small_index, n_questions=3, concurrent=2, say=lambda m: None)
-    (name, summ), = rep["configs"].items()
+    rep = bench.run_answer_benchmark(small_index, n_questions=3, threads=[1, 2], concurrent=2, say=lambda m: None)
+    assert list(rep["configs"]) == ["threads=1 draft=none", "threads=2 draft=none"]
+    # n_threads means nothing to the extractive generator: the second configuration streams the same text
+    assert rep["configs"]["threads=2 draft=none"]["same_text_as_first"] == 3
+    name, summ = next(iter(rep["configs"].items()))
     rows = rep["per_question"][name]
     assert [r["id"] for r in rows] == [q["id"] for q in bench.load_answer_questions(3)]
     for r in rows:

@@ -100,3 +100,35 @@ def test_a_topic_is_not_an_emergency_an_event_is():
     assert emergency_kind("I think I am having a heart attack") == "chest pain"
     assert emergency_kind("my dad has bad chest pain and is sweating") == "chest pain"
     assert emergency_kind("my toddler ingested a dishwasher pod") == "overdose"
+
+
+def test_a_name_the_index_lacks_vetoes_even_when_it_looks_like_two_words():
+    """Regression: "Marrowind-Ashby syndrome" (fictional) splits into two word pieces (marrow ##ind) and reads as
+    "marrow" + "ind" run together, so it passed as a typo and the assistant quoted signs of other syndromes."""
+    class Loose(FakeLexicon):
+        def misspelt_or_plain(self, word: str) -> bool:
+            return True  # everything reads as a typo or two words: only the name rule can veto
+
+    passages = ["The Human Phenotype Ontology provides the following list of signs and symptoms for ABCD syndrome."]
+    q = "What are the early signs of Marrowind-Ashby syndrome?"
+    assert unknown_terms(q, passages, pieces, Loose({"syndrome", "signs"}, {})) == ["Marrowind"]
+    assert unknown_terms(q, passages, pieces, None) == ["Marrowind"]
+    # Lower case, the same word is not a name: the typo rule may excuse it.
+    assert unknown_terms(q.lower(), passages, pieces, Loose({"syndrome", "signs"}, {})) == []
+    # A name the evidence holds, or one written in a Title Case sentence, is no veto.
+    assert unknown_terms("What is Marrowind syndrome?", ["Marrowind syndrome is rare."], pieces, None) == []
+    assert unknown_terms("What Are The Signs Of Marrowind Syndrome?", passages, pieces,
+                         Loose({"syndrome"}, {})) == []
+
+
+def test_names_in_story_or_in_titles_are_not_unknown_names():
+    class Loose(FakeLexicon):
+        def misspelt_or_plain(self, word: str) -> bool:
+            return True
+
+    lex = Loose({"sids"}, {})
+    passages = ["Sudden infant death syndrome (SIDS) is the sudden, unexplained death of a baby."]
+    story = ("Hello, my name is Pa Xiong and i am a student at Grant High School. I am writing a report on SIDS and "
+             "i was hoping you could help me with some information.")
+    assert unknown_terms(story, passages, pieces, lex) == []
+    assert unknown_terms("we did Whole Exome Sequencing, can SIDS run in families?", passages, pieces, lex) == []
