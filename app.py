@@ -272,6 +272,8 @@ class CareCiteApp:
         self.settings, self.index = settings, index
         self.assistant = assistant or Assistant(settings, searcher=open_searcher(settings, index))
         self.searcher = self.assistant.searcher
+        if assistant is None:
+            self.assistant.warm()  # the first question does not wait for the lexicon's spelling index
 
     # -- helpers
     def facet(self, key: str) -> list[str]:

@@ -276,6 +276,7 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
         searcher = searcher or open_searcher(settings)
         owned = searcher.index
         assistant = Assistant(settings, searcher=searcher)
+        assistant.warm()  # the first request does not wait for the lexicon's spelling index
     searcher = searcher or getattr(assistant, "searcher", None)
     if searcher is None:
         raise ValueError("create_app needs a searcher for /v1/search (pass searcher= or an Assistant that has one)")

@@ -231,6 +231,25 @@ class LocalGenerator:
         self._last.stats = llama_stats(res)
         return res["choices"][0]["message"].get("content") or ""
 
+    def choose(self, messages: Sequence[Message], options: Sequence[str]) -> tuple[str, dict[str, float]]:
+        """The option the model itself prefers: one token, constrained by a grammar to the option labels (greedy,
+        so the most probable allowed label), with the log-probabilities llama.cpp reports for the labels."""
+        req = {"messages": list(messages), "max_tokens": 1, "temperature": 0.0, "seed": 0, "stream": False,
+               "cache_prompt": True, "grammar": choice_grammar(options), "logprobs": True, "top_logprobs": 20}
+        self._last.stats = None
+        self._queue.acquire()
+        try:
+            res = self._server().handle_chat_completions(req)
+        finally:
+            self._queue.release()
+        if (err := _llama_error(res)) is not None:
+            raise GeneratorError(f"local model {self.name} failed: {err}")
+        self._last.stats = llama_stats(res)
+        choice = res["choices"][0]
+        text = (choice["message"].get("content") or "").strip()
+        tops = ((choice.get("logprobs") or {}).get("content") or [{}])[0].get("top_logprobs") or []
+        return _pick(text, options, {t.get("token", ""): t.get("logprob") for t in tops})
+
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         self._last.stats = None
         self._queue.acquire()  # on the first next(): a queued caller waits here, in arrival order
@@ -317,6 +336,20 @@ class OpenAIGenerator:
         res = self._call(messages, False)
         return (res.choices[0].message.content or "") if res.choices else ""
 
+    def choose(self, messages: Sequence[Message], options: Sequence[str]) -> tuple[str, dict[str, float]]:
+        """The option label the model ranks highest in its first token's log-probabilities (any OpenAI-compatible
+        server that returns logprobs); the label it wrote when none of them is among the top 20."""
+        try:
+            res = self.client.chat.completions.create(model=self.model, messages=list(messages), max_tokens=1,
+                                                      temperature=0.0, logprobs=True, top_logprobs=20)
+        except self._openai.APIError as e:
+            raise self._error(e) from e
+        if not res.choices:
+            return "", {}
+        c = res.choices[0]
+        tops = (c.logprobs.content[0].top_logprobs if c.logprobs and c.logprobs.content else []) or []
+        return _pick((c.message.content or "").strip(), options, {t.token: t.logprob for t in tops})
+
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         chunks = self._call(messages, True)
         try:
@@ -337,6 +370,25 @@ LEXICAL_WEIGHT = 0.3
 
 MAX_QUOTE_WORDS = 50
 _NOT_PROSE = re.compile(r"https?://|www\.|\(source:|\bet al\b|\b[A-Z][a-z]+, [A-Z]\. ?[A-Z]?\.?,|\(\d{4}[a-z]?\)\s*$")
+
+
+def choice_grammar(options: Sequence[str]) -> str:
+    """A GBNF grammar that lets the model write exactly one of the option labels."""
+    if not options or any(not re.fullmatch(r"[A-Za-z0-9]+", o) for o in options):
+        raise ValueError(f"option labels must be letters or digits, got {list(options)}")
+    return "root ::= " + " | ".join(f'"{o}"' for o in options)
+
+
+def _pick(text: str, options: Sequence[str], top: dict[str, float | None]) -> tuple[str, dict[str, float]]:
+    """(chosen label, {label: log-probability} for the labels among the top tokens, leading spaces ignored)."""
+    logp: dict[str, float] = {}
+    for tok, lp in top.items():
+        t = tok.strip()
+        if t in options and lp is not None and lp > logp.get(t, float("-inf")):
+            logp[t] = float(lp)
+    if logp:
+        return max(logp, key=logp.get), logp
+    return (text if text in options else ""), logp
 
 
 def quotable(sentence: str, min_words: int = 5) -> bool:

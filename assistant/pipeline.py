@@ -121,6 +121,22 @@ class Assistant:
         self._lexicon = _UNSET
 
     # -- lifecycle
+    def warm(self, background: bool = True) -> threading.Thread | None:
+        """Load what the first question would otherwise wait for: the lexicon and its spelling index (about 2 s
+        on the default corpus) and the embedder's first batch. The app and the API call it at start."""
+        def run() -> None:
+            with self.work_lock:
+                lex = self.lexicon
+                if lex is not None:
+                    lex.warm()
+                self.embedder.embed(["warm up"])
+        if not background:
+            run()
+            return None
+        t = threading.Thread(target=run, name="carecite-warm", daemon=True)
+        t.start()
+        return t
+
     def close(self) -> None:
         if self._owns_index:
             self.searcher.index.close()

@@ -201,7 +201,20 @@ def time_answer(assistant, question: str) -> dict:
     return {"first_text_s": _r(first_text), "first_text_from": "quick" if first_quick is not None else "token",
             "first_token_s": _r(first_token), "total_s": _r(total), "queued_position": queued,
             "abstained": bool(answer.abstained), "abstain_reason": answer.abstain_reason or "",
+            "final": _final_from(answer, first_token is not None),
+            "claims": sum(v.claim for v in answer.sentences),
+            "claims_verified": sum(v.claim and v.supported for v in answer.sentences),
             "streamed_text": "".join(streamed), **{k: stats.get(k) for k in ANSWER_STATS}, "load_1m": load}
+
+
+def _final_from(answer, model_wrote: bool) -> str:
+    """What the user ends with: "model" (its verified synthesis), "quotes" (the quick answer kept because the
+    model's answer was not used or failed), "quotes-only" (no LLM) or "abstained"."""
+    if answer.abstained:
+        return "abstained"
+    if answer.note.startswith("The model's answer"):
+        return "quotes"
+    return "model" if model_wrote else "quotes-only"
 
 
 def _r(x: float | None) -> float | None:
@@ -229,6 +242,10 @@ def _summary(rows: list[dict]) -> dict:
     if drafted:
         out["draft_acceptance"] = round(sum(r["draft_accepted"] for r in drafted) / sum(r["draft_tokens"] for r in drafted), 3)
     out["abstained"] = sum(r["abstained"] for r in rows)
+    out["model_answers_used"] = sum(r.get("final") == "model" for r in rows)
+    claims = sum(r.get("claims", 0) for r in rows)
+    out["shown_claims_verified_pct"] = round(100 * sum(r.get("claims_verified", 0) for r in rows) / claims, 1) \
+        if claims else None
     return out
 
 
@@ -329,7 +346,8 @@ def answer_table(report: dict) -> str:
             ("prompt_tokens_p50", "prompt tok"), ("cached_tokens_p50", "cached tok"),
             ("warm_prompt_tok_s_p50", "prompt tok/s"), ("generated_tokens_p50", "gen tok"),
             ("warm_gen_tok_s_p50", "gen tok/s"), ("draft_acceptance", "draft accepted"),
-            ("same_text_as_first", "same text"), ("abstained", "abstained")]
+            ("same_text_as_first", "same text"), ("abstained", "abstained"),
+            ("model_answers_used", "model answer used"), ("shown_claims_verified_pct", "shown claims verified %")]
     lines = [f"## Answer latency ({report['questions']} questions, {report.get('index_chunks')} chunks, "
              f"{report['cpus']} CPUs; warm = questions 2..n; seconds)", "",
              "| config | " + " | ".join(c for _, c in cols) + " | load before → after |",

@@ -261,8 +261,12 @@ def mirage_report(results: dict, bench: dict, gen_name: str, s: Settings, args, 
              "Published rows are "
              "Xiong et al. (2024) on the full sets with MedCorp and 32 snippets; ours run on the first n questions "
              "of a fixed shuffled order (n above) over this project's index."
-             + ("" if args.prompt == "medrag" else " Prompt 'answer-first' asks for the letter before a one-"
-                "sentence explanation (not the paper's chain-of-thought order)."))
+             + {"medrag": "", "answer-first": " Prompt 'answer-first' asks for the letter before a one-sentence "
+                "explanation (not the paper's chain-of-thought order).",
+                "letter": " Prompt 'letter' asks for the letter alone and restricts the model's single output token "
+                "to the option letters (a grammar for the local model, first-token log-probabilities for an "
+                "OpenAI-compatible endpoint): the option the model ranks highest, with no reasoning (not the "
+                "paper's chain-of-thought setting)."}.get(args.prompt, ""))
     md = {"Setup": _setup_table(setup), "Accuracy (%), ours": ours, "Strict accuracy (%), ours": strict,
           "Published MedRAG / CoT rows (%)": published, "Notes": notes}
     if leak:
@@ -297,6 +301,9 @@ def _score_file(path: Path, items: list) -> dict | None:
 
 def cmd_pubmedqa(args) -> int:
     from eval.qa_runs import pubmedqa_answer_fn
+    if args.prompt == "letter":
+        raise ValueError("--prompt letter is for MIRAGE's option letters; PubMedQA answers yes/no/maybe "
+                         "(use medrag or answer-first, or `carecite eval mirage --subset pubmedqa --prompt letter`)")
     t0 = time.perf_counter()
     s = settings_from_args(args)
     items = pubmedqa.load_test_set(limit=args.limit)
@@ -463,9 +470,10 @@ def _common(q: argparse.ArgumentParser, qa: bool) -> None:
     g.add_argument("--n-ctx", type=int, help="model context window: the local model's allocation and the "
                                              "passage budget for both kinds (generator.n_ctx)")
     if qa:
-        g.add_argument("--prompt", choices=["medrag", "answer-first"], default="medrag",
+        g.add_argument("--prompt", choices=["medrag", "answer-first", "letter"], default="medrag",
                        help="medrag: the published prompt (reason, then answer); answer-first: the answer before "
-                            "a one-sentence explanation, for small --max-tokens on a CPU")
+                            "a one-sentence explanation, for small --max-tokens on a CPU; letter (MIRAGE): one "
+                            "token restricted to the option letters, the model's own top-ranked option")
         g.add_argument("--no-answer-extraction", action="store_true",
                        help="do not ask again for the answer when an output names none (it then counts as wrong)")
         q.add_argument("--k", type=int, default=8, help="passages retrieved per question (default 8)")

@@ -13,8 +13,13 @@ Two prompt styles:
   medrag        the published prompts unchanged (think step by step, then the answer): comparable with the paper.
   answer-first  the same prompts asking for the answer before a one-sentence explanation, so a small
                 max_tokens still yields an answer on a CPU (labelled in every report; not the paper's setting).
+  letter        (MIRAGE) the same prompts asking for the letter alone; the model writes one token, which a
+                grammar (local) or the first token's log-probabilities (OpenAI-compatible) restrict to the
+                option letters: the option the model itself ranks highest, nothing parsed from free text.
 """
 from __future__ import annotations
+
+import json
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +31,7 @@ from assistant.types import Source
 from eval import mirage, pubmedqa
 from eval.answer_parsing import parse_answer
 
-PROMPT_STYLES = ("medrag", "answer-first")
+PROMPT_STYLES = ("medrag", "answer-first", "letter")
 EXTRACT_MIRAGE = ('Reply with only the JSON {"answer_choice": "X"}, where X is the letter of your final answer '
                   "among the options.")
 EXTRACT_PUBMEDQA = 'Reply with only the JSON {"answer": "X"}, where X is yes, no or maybe.'
@@ -39,6 +44,13 @@ _MIRAGE_ANSWER_FIRST = [
     ('Dict{"step_by_step_thinking": Str(explanation), "answer_choice": Str{A/B/C/...}}',
      'Dict{"answer_choice": Str{A/B/C/...}, "explanation": Str(one sentence)}'),
     ("Please think step-by-step and generate your output in json:", "Please generate your output in json:"),
+]
+_MIRAGE_LETTER = [
+    ("Please first think step-by-step and then choose the answer from the provided options. ",
+     "Choose the answer from the provided options. "),
+    ('Organize your output in a json formatted as Dict{"step_by_step_thinking": Str(explanation), '
+     '"answer_choice": Str{A/B/C/...}}. ', "Reply with the letter of the answer only. "),
+    ("Please think step-by-step and generate your output in json:", "Answer (the letter only):"),
 ]
 _PUBMEDQA_ANSWER_FIRST = [
     ("Please first think step-by-step and then answer. ", "Answer first, then explain it in one sentence. "),
@@ -54,6 +66,8 @@ def restyle(messages: tuple[str, str], style: str, edits: Sequence[tuple[str, st
         raise ValueError(f"unknown prompt style {style!r}; choose one of {PROMPT_STYLES}")
     if style == "medrag":
         return messages
+    if style == "letter" and edits is not _MIRAGE_LETTER:
+        raise ValueError("prompt style 'letter' is for multiple-choice benchmarks (MIRAGE)")
     system, user = messages
     for old, new in edits:
         if old not in system and old not in user:
@@ -130,6 +144,9 @@ def mirage_answer_fn(generator: Generator, retriever: Retriever | None = None, s
                      extract: bool = True) -> mirage.AnswerFn:
     """answer_fn(question, options) for run_mirage: CoT without a retriever, MedRAG with one."""
     require_llm(generator)
+    if style == "letter" and not hasattr(generator, "choose"):
+        raise ValueError(f"generator {generator.name!r} cannot rank option letters (no choose()); "
+                         "use --prompt medrag or answer-first")
 
     def answer(question: str, options: dict[str, str]) -> tuple[str, dict]:
         extra: dict = {"generator": generator.name, "style": style}
@@ -139,6 +156,11 @@ def mirage_answer_fn(generator: Generator, retriever: Retriever | None = None, s
             sources = retriever.passages(question, bare)  # the question only, never the options
             snippets = [(s.title, s.passage) for s in sources]
             extra |= _sources_extra(sources)
+        if style == "letter":
+            system, user = restyle(mirage.build_prompt(question, options, snippets), style, _MIRAGE_LETTER)
+            label, logp = generator.choose([{"role": "system", "content": system},
+                                            {"role": "user", "content": user}], sorted(options))
+            return json.dumps({"answer_choice": label}), extra | {"letter_logprobs": logp}
         system, user = restyle(mirage.build_prompt(question, options, snippets), style, _MIRAGE_ANSWER_FIRST)
         raw, more = answer_with_extraction(generator, system, user, lambda t: parse_answer(t, options) is not None,
                                            EXTRACT_MIRAGE if extract else None)

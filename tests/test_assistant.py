@@ -276,3 +276,20 @@ def test_llm_evidence_is_cut_to_the_sentences_that_matter(indexed):
     assert any("A1C" in src.passage for src in sources)
     whole = next(iter(Assistant(settings, searcher=searcher).stream("What does the A1C test measure?")))["sources"]
     assert sum(len(x.passage) for x in sources) < sum(len(x.passage) for x in whole)
+
+
+def test_warm_loads_the_lexicon_before_the_first_question(indexed, tmp_path):
+    """warm() (called by the app and the API at start) builds the spelling index the first question would
+    otherwise wait for; a data dir without a lexicon warms without one."""
+    from carecite.lexicon import Lexicon, lexicon_path
+    settings, searcher = indexed
+    s = settings.model_copy(deep=True)
+    s.paths.data_dir = tmp_path
+    Lexicon.build(["Metformin lowers blood glucose in type 2 diabetes."] * 5).save(lexicon_path(s))
+    a = Assistant(s, searcher=searcher, generator=FixedDraft("x"))
+    assert a.warm(background=False) is None
+    assert a.lexicon is not None and a.lexicon._deletes is not None  # the spelling index is built
+    b = Assistant(settings, searcher=searcher, generator=FixedDraft("x"))
+    t = b.warm()
+    t.join(60)
+    assert not t.is_alive() and b.lexicon is None

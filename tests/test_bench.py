@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from carecite.settings import Settings
 from eval import bench
 
@@ -40,6 +42,13 @@ def test_answer_benchmark_times_every_question_and_concurrent_users(small_index,
     for r in rows:
         assert 0 < r["first_text_s"] <= r["total_s"] and r["first_text_from"] in ("quick", "token")
         assert r["load_1m"] >= 0
+        # no LLM: what the user ends with is the verified quotes, or an abstention
+        assert r["final"] == ("abstained" if r["abstained"] else "quotes-only")
+        assert r["claims_verified"] <= r["claims"]
+    assert summ["model_answers_used"] == 0
+    if any(r["claims"] for r in rows):
+        assert summ["shown_claims_verified_pct"] == pytest.approx(
+            100 * sum(r["claims_verified"] for r in rows) / sum(r["claims"] for r in rows), abs=0.05)
     assert summ["cold_total_s"] == rows[0]["total_s"]
     assert min(r["total_s"] for r in rows[1:]) <= summ["warm_total_p50_s"] <= summ["warm_total_p95_s"] \
         <= max(r["total_s"] for r in rows[1:])

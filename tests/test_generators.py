@@ -97,6 +97,25 @@ def test_local_stream_stops_when_consumer_stops(smollm2):
     assert time.perf_counter() - t < 60
 
 
+def yes_no_messages(question: str) -> list[dict]:
+    return [{"role": "system", "content": "Answer the question with the letter of the correct option only."},
+            {"role": "user", "content": f"{question}\nA. yes\nB. no\nAnswer (the letter only):"}]
+
+
+@pytest.mark.slow
+def test_local_choose_returns_only_an_option_letter_with_its_log_probability(smollm2):
+    """The grammar allows only the labels given: even a question the model would answer in prose yields one."""
+    label, logp = smollm2.choose(yes_no_messages("Is water wet? Explain at length, with examples."), ["A", "B"])
+    assert label in {"A", "B"}
+    assert set(logp) <= {"A", "B"} and all(v <= 0.0 for v in logp.values())
+    if logp:  # llama.cpp reported the labels' log-probabilities: the choice is the most probable one
+        assert label == max(logp, key=logp.get)
+    three, _ = smollm2.choose(yes_no_messages("Is the sky green?"), ["C"])  # a single allowed label
+    assert three == "C"
+    with pytest.raises(ValueError, match="option labels"):
+        smollm2.choose(yes_no_messages("?"), ['A" | "evil'])
+
+
 @pytest.mark.slow
 def test_local_context_overflow_is_a_clear_error():
     s = Settings.from_name("test")
@@ -136,6 +155,15 @@ def test_openai_generator_against_real_server(llama_server):
     assert gen.generate(messages()).strip()
     pieces = list(gen.stream(messages()))
     assert len(pieces) > 3 and "".join(pieces).strip()
+
+
+@pytest.mark.slow
+def test_openai_generator_chooses_an_option_from_first_token_logprobs(llama_server):
+    label, logp = get_generator(openai_settings(llama_server)).choose(yes_no_messages("Is water wet?"), ["A", "B"])
+    # llama.cpp's server returns top_logprobs; the answer is the best-ranked label among them, or what it wrote
+    assert label in {"A", "B", ""} and set(logp) <= {"A", "B"}
+    if logp:
+        assert label == max(logp, key=logp.get)
 
 
 @pytest.mark.slow

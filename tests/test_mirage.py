@@ -158,3 +158,41 @@ def test_run_mirage_resumes_without_redoing_questions(tmp_path, benchmark):
 def test_run_mirage_rejects_a_non_text_answer(tmp_path, benchmark):
     with pytest.raises(TypeError, match="answer_fn must return"):
         mirage.run_mirage({"bioasq": benchmark["bioasq"]}, lambda q, o: (None, {}), tmp_path, limit=1, progress=False)
+
+
+def test_letter_prompt_asks_for_the_letter_and_records_the_models_choice():
+    """The 'letter' style: MedRAG's prompt without the reasoning request; the generator's choose() (a grammar or
+    log-probabilities, tested against the real model in test_generators.py) picks among the option labels."""
+    from eval.answer_parsing import authors_choice
+    from eval.qa_runs import mirage_answer_fn
+
+    class Chooser:  # records what the benchmark asks of the model
+        name = "recorder"
+
+        def __init__(self):
+            self.calls = []
+
+        def choose(self, messages, options):
+            self.calls.append((messages, list(options)))
+            return "C", {"A": -3.0, "C": -0.1}
+
+    gen = Chooser()
+    raw, extra = mirage_answer_fn(gen, style="letter")("Which drug?", ABCD)
+    (messages, options), = gen.calls
+    assert options == ["A", "B", "C", "D"]
+    system, user = messages[0]["content"], messages[1]["content"]
+    assert "step-by-step" not in system + user and "letter of the answer only" in system
+    assert user.rstrip().endswith("Answer (the letter only):") and "A. Aspirin" in user
+    assert authors_choice(raw) == "C" and extra["letter_logprobs"] == {"A": -3.0, "C": -0.1}
+
+    class Writer:  # a generator without choose() cannot run the letter style
+        name = "writer"
+
+        def generate(self, messages):
+            return ""
+
+        def stream(self, messages):
+            yield ""
+
+    with pytest.raises(ValueError, match="cannot rank option letters"):
+        mirage_answer_fn(Writer(), style="letter")

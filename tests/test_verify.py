@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.verify import DEFAULT_THRESHOLD, Verifier, keep_citations, parse_answer, quantities, set_citations
+from assistant.verify import (DEFAULT_THRESHOLD, Verifier, is_claim, keep_citations, parse_answer, quantities,
+                             set_citations)
 from eval.metrics import iter_corpus
 
 A1C_ID = "mq-74cccdb33ecc"  # MedQuAD / MedlinePlus "A1C"
@@ -134,3 +135,13 @@ def test_measured_precision_recall(tmp_path):
     assert out["recall"] >= 0.93, out["errors"]
     for kind in ("number", "negation", "swap_random"):
         assert out["by_kind"][kind]["accuracy"] >= 0.9, (kind, out["by_kind"])
+
+
+def test_a_partial_answer_says_what_the_passages_do_not_cover_without_it_counting_as_a_claim():
+    """The answer prompt asks for the covered part plus a short gap statement; the gap sentence is no claim to
+    verify (it cites nothing), while the answered part still is."""
+    from assistant.prompts import ANSWER_SYSTEM, says_not_found
+    assert "answer that part" in ANSWER_SYSTEM
+    for gap in ("The passages do not cover whether it is safe in pregnancy.", "The sources don't address dosing."):
+        assert says_not_found(gap) and not is_claim(gap)
+    assert is_claim("Metformin lowers blood glucose in type 2 diabetes [1].")
