@@ -16,9 +16,8 @@ _settings = settings_from_args
 
 def cmd_ingest(args) -> int:
     from carecite.lexicon import lexicon_path
-    from carecite.runtime import open_index
+    from carecite.runtime import open_index_and_embedder
     from ingest.lexicon_build import rebuild_lexicon
-    from carecite.models import get_embedder
     from ingest.pipeline import DEFAULT_CORPUS, Ingestor, SourceSpec
 
     if args.doc_type and not args.paths:  # named corpora carry their own types: never ignore it silently
@@ -44,8 +43,8 @@ def cmd_ingest(args) -> int:
     for p in args.paths:
         specs.append(SourceSpec(p, path=Path(p), doc_type=args.doc_type, source=args.source,
                                 specialty=args.specialty, replace=args.replace))
-    embedder = get_embedder(s)
-    with open_index(s, create=True, dim=embedder.dim) as index:
+    index, embedder = open_index_and_embedder(s)  # the embedder that built it; a mismatch is an error
+    with index:
         ing = Ingestor.from_settings(index, embedder, s, show_progress=not args.json)
         report = ing.run(specs, purge=args.purge)
         total = index.count()
@@ -225,7 +224,8 @@ def cmd_eval_retrieval(args) -> int:
 def cmd_bench(args) -> int:
     from eval.bench import run_benchmark
     s = _settings(args)
-    res = run_benchmark(s, sizes=[int(x) for x in args.sizes.split(",")], queries=args.queries)
+    res = run_benchmark(s, sizes=[int(x) for x in args.sizes.split(",")], queries=args.queries,
+                        ingest_docs=args.ingest_docs, backends=args.backends.split(","), ingest_only=args.ingest_only)
     print(json.dumps(res, indent=1) if args.json else res["table"])
     return 0
 
@@ -347,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("bench", help="ingest throughput, index size, query latency vs baselines")
     q.add_argument("--sizes", default="10000,100000")
     q.add_argument("--queries", type=int, default=200)
+    q.add_argument("--ingest-docs", type=int, default=300, help="clinical-dev passages for the ingest bench")
+    q.add_argument("--backends", default="torch,onnx-int8", help="embedder backends to compare, side by side")
+    q.add_argument("--ingest-only", action="store_true", help="skip the query-latency part")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_bench)
     from eval.bench import add_answer_arguments
@@ -385,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     from indexes.base import IndexLockedError, IndexMissingError
     from indexes.searcher import QueryError
     from indexes.types import FilterError
-    from carecite.models import ModelIntegrityError, ModelMissingError
+    from carecite.models import EmbedderMismatchError, ModelIntegrityError, ModelMissingError
 
     args = build_parser().parse_args(argv)
     bad = _not_utf8(args)
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from assistant.errors import AssistantError
     known = (IndexLockedError, IndexMissingError, QueryError, FilterError, ModelMissingError, ModelIntegrityError,
-             AssistantError, FileNotFoundError, ValueError)
+             AssistantError, FileNotFoundError, ValueError, EmbedderMismatchError)
     try:
         from ingest.readers import DataMissingError
         known = (*known, DataMissingError)

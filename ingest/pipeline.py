@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from carecite.models import check_index_embedder, embedder_record
 from indexes.base import VectorIndex
 from indexes.bm25 import BM25Encoder, sparse_text
 from indexes.types import Chunk, Filters
@@ -274,7 +275,8 @@ class Ingestor:
 
     def __init__(self, index: VectorIndex, embedder, *, max_tokens: int = 256, overlap_tokens: int = 32,
                  phi_policy: str = "reject", data_mirror: Path | None = None, max_file_mb: float = 50.0,
-                 batch_size: int = 256, show_progress: bool = True, on_progress: Progress | None = None):
+                 batch_size: int = 256, sort_window: int = 2048, show_progress: bool = True,
+                 on_progress: Progress | None = None):
         self.index, self.embedder = index, embedder
         # The embedder's window includes [CLS] and [SEP]: keep chunks inside it.
         window = getattr(embedder, "max_seq_length", max_tokens + 2) - 2
@@ -283,6 +285,9 @@ class Ingestor:
         self.mirror = Path(data_mirror) if data_mirror else None
         self.max_bytes = int(max_file_mb * 1024 * 1024)
         self.batch_size, self.show_progress, self.on_progress = batch_size, show_progress, on_progress
+        # Chunks are embedded in windows of this many, sorted by length, so that a batch pads to about its own
+        # texts' length (README, "The embedder"); 1 keeps the reading order.
+        self.sort_window = max(1, sort_window)
 
     @classmethod
     def from_settings(cls, index: VectorIndex, embedder, settings, **overrides) -> "Ingestor":
@@ -296,6 +301,11 @@ class Ingestor:
         t0 = time.perf_counter()
         report = IngestReport(sources=[s.name for s in specs])
         meta = self.index.get_meta()
+        # Never mix vectors of two embedders in one index: checked before anything is read or written (an embedder
+        # that names no backend, such as a test double, is neither checked nor recorded).
+        if getattr(self.embedder, "backend", None):
+            check_index_embedder(meta, self.index.count(), self.embedder.backend,
+                                 getattr(self.embedder, "name", None))
         fingerprints = dict(meta.get("fingerprints", {}))
         known_errors = dict(meta.get("source_errors", {}))  # bad files of unchanged sources, re-reported on skip
         pending: list[tuple[Document, list[Chunk], bool]] = []  # (doc, chunks, replaces a stored version)
@@ -469,18 +479,25 @@ class Ingestor:
         if not avg_len:  # first load: BM25 length normalisation from this corpus
             avg_len = float(np.mean([bm25_probe.doc_length(sparse_text(c)) for c in chunks])) or 1.0
             self.index.set_meta({**self.index.get_meta(), "bm25_avg_len": avg_len, "embedder_dim": self.embedder.dim})
+        # Which embedder built the vectors: checked whenever the index is opened for search or ingest.
+        if getattr(self.embedder, "backend", None) and not self.index.get_meta().get("embedder"):
+            self.index.set_meta({**self.index.get_meta(), "embedder": embedder_record(self.embedder)})
         bm25 = BM25Encoder(avg_len=avg_len)
         t0 = time.perf_counter()
         bar = tqdm(total=len(chunks), desc="embedding+indexing", unit="chunk", disable=not self.show_progress)
-        for i in range(0, len(chunks), self.batch_size):
-            batch = chunks[i:i + self.batch_size]
-            dense = self.embedder.embed([c.text for c in batch])
-            sparse = [bm25.encode_document(sparse_text(c)) for c in batch]
-            self.index.upsert(batch, dense, sparse)
-            bar.update(len(batch))
-            report.chunks_written += len(batch)
-            if self.on_progress:
-                self.on_progress("embedding", report.chunks_written, len(chunks))
+        for w in range(0, len(chunks), self.sort_window):
+            window = chunks[w:w + self.sort_window]
+            if self.sort_window > 1:  # similar lengths together: less padding (resume does not need the order)
+                window = sorted(window, key=lambda c: len(c.text))
+            for i in range(0, len(window), self.batch_size):
+                batch = window[i:i + self.batch_size]
+                dense = self.embedder.embed([c.text for c in batch])
+                sparse = [bm25.encode_document(sparse_text(c)) for c in batch]
+                self.index.upsert(batch, dense, sparse)
+                bar.update(len(batch))
+                report.chunks_written += len(batch)
+                if self.on_progress:
+                    self.on_progress("embedding", report.chunks_written, len(chunks))
         bar.close()
         # Changed documents: the new chunks are in; now drop their stale ones (other content hash).
         for doc, _, changed in pending:

@@ -127,6 +127,7 @@ class _FailingEmbedder:
     def __init__(self, inner, fail_after: int):
         self.inner, self.fail_after, self.calls = inner, fail_after, 0
         self.dim, self.count_tokens, self.max_seq_length = inner.dim, inner.count_tokens, inner.max_seq_length
+        self.name, self.backend = inner.name, inner.backend  # the index records the embedder that wrote it
 
     def embed(self, texts):
         self.calls += 1
