@@ -191,8 +191,8 @@ class Assistant:
 
             part_hits = [self.searcher.search(p, scope, mode=s.retrieval.mode, top_k=s.retrieval.top_k)
                          for p in parts]
-            if scope is not flt and not any(part_hits):  # nothing but case notes here: they are the evidence
-                scope = flt
+            if not any(part_hits) and (wide := self._scope(flt, question, cases=True)) != scope:
+                scope = wide  # nothing but case notes here: they are the evidence
                 part_hits = [self.searcher.search(p, scope, mode=s.retrieval.mode, top_k=s.retrieval.top_k)
                              for p in parts]
             if len(parts) > 1 and not any(part_hits):
@@ -275,11 +275,14 @@ class Assistant:
                 self._lexicon = load_lexicon(self.settings)
         return self._lexicon
 
-    def _scope(self, flt: Filters, question: str) -> Filters:
-        """Case notes are evidence only for questions about cases (or when the filters ask for them)."""
-        if flt.doc_type or flt.doc_id or self.include_cases or about_cases(question):
+    def _scope(self, flt: Filters, question: str, cases: bool | None = None) -> Filters:
+        """Case notes are evidence only for questions about cases (or when the filters ask for them); patient
+        records only when the filters name them (a patient-scoped assistant, assistant/patients.py)."""
+        if flt.doc_type or flt.doc_id or flt.patient_id:
             return flt
-        return dataclasses.replace(flt, doc_type=[t for t in DOC_TYPES if t != "case"])
+        cases = (self.include_cases or about_cases(question)) if cases is None else cases
+        private = ("patient",) if cases else ("case", "patient")
+        return dataclasses.replace(flt, doc_type=[t for t in DOC_TYPES if t not in private])
 
     def _aliases(self, reading) -> dict[str, list[str]]:
         return {k.lower(): list(v) for k, v in reading.expansions.items()}

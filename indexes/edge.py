@@ -16,7 +16,7 @@ from indexes.types import Chunk, Filters, Hit
 
 META_FILE = "carecite_meta.json"
 LOCK_FILE = "carecite.lock"
-KEYWORD_FIELDS = ("doc_type", "source", "specialty", "doc_id", "corpus")
+KEYWORD_FIELDS = ("doc_type", "source", "specialty", "doc_id", "corpus", "patient_id", "resource_type", "code")
 
 
 class EdgeIndex(VectorIndex):

@@ -7,9 +7,10 @@ from typing import Any
 
 CHUNK_NAMESPACE = uuid.UUID("5b0e6a4e-7f2c-4c1e-9a43-9f1c2d7e8a10")
 
-DOC_TYPES = ("guideline", "case", "reference", "literature")
+DOC_TYPES = ("guideline", "case", "reference", "literature", "patient")  # patient: de-identified FHIR records
 # Payload keys a filter may name; anything else is an error, never ignored.
-FILTER_KEYS = ("doc_type", "source", "specialty", "doc_id", "corpus", "date_from", "date_to")
+FILTER_KEYS = ("doc_type", "source", "specialty", "doc_id", "corpus", "patient_id", "resource_type", "code",
+               "date_from", "date_to")
 
 
 def chunk_id(doc_id: str, ordinal: int) -> str:
@@ -64,6 +65,9 @@ class Filters:
     specialty: list[str] | None = None
     doc_id: list[str] | None = None
     corpus: list[str] | None = None  # the ingest unit: a named corpus or a folder
+    patient_id: list[str] | None = None  # a patient record's pseudonym (ingest/deid.py)
+    resource_type: list[str] | None = None  # FHIR resource types a record chunk holds (Observation, Condition, ...)
+    code: list[str] | None = None  # SNOMED / LOINC / RxNorm / CVX codes a record chunk holds
     date_from: str | None = None  # ISO date, inclusive
     date_to: str | None = None
 

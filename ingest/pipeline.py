@@ -60,6 +60,9 @@ class SourceSpec:
 
     @property
     def corpus_key(self) -> str:
+        if self.path is not None and self.doc_type == "patient" and not self.path.is_dir():
+            # a patient file is often named after the patient: the stored key (in every chunk) is a digest
+            return "patient-file:" + hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
         return self.name if self.path is None else str(self.path.resolve())
 
 
@@ -250,16 +253,17 @@ def path_doc_id(f: Path, root: Path, source: str | None) -> str:
 
 
 def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
-          errors: list[tuple[str, str]], path_ids: dict[str, str]) -> Iterable[Document]:
+          errors: list[tuple[str, str]], path_ids: dict[str, str], deid_key=None) -> Iterable[Document]:
     """Documents of a source; path_ids gets {doc id: file} for each document whose id comes from its file path."""
     if spec.path is None:
         yield from read_corpus(spec.name, mirror, limit=spec.limit, max_bytes=max_bytes,
-                               on_error=lambda e: errors.append((spec.name, str(e))))
+                               on_error=lambda e: errors.append((spec.name, str(e))), deid_key=deid_key)
         return
     for f in sorted(files):
         try:
             doc_id = path_doc_id(f, spec.path, spec.source)
-            for doc in read_path(f, doc_type=spec.doc_type, source=spec.source, doc_id=doc_id, max_bytes=max_bytes):
+            for doc in read_path(f, doc_type=spec.doc_type, source=spec.source, doc_id=doc_id, max_bytes=max_bytes,
+                                 deid_key=deid_key):
                 doc.specialty = spec.specialty or doc.specialty
                 if doc.doc_id == doc_id:  # Markdown, HTML, text, PDF; other formats carry their own ids
                     path_ids[doc_id] = _canon(f)
@@ -293,9 +297,18 @@ class Ingestor:
     def from_settings(cls, index: VectorIndex, embedder, settings, **overrides) -> "Ingestor":
         """An Ingestor with the chunking, PHI and data-mirror settings; keyword overrides win."""
         s = settings
-        return cls(index, embedder, **{"max_tokens": s.chunking.max_tokens, "overlap_tokens": s.chunking.overlap_tokens,
-                                       "phi_policy": s.phi.policy, "data_mirror": s.paths.data_mirror,
-                                       "max_file_mb": s.chunking.max_file_mb, **overrides})
+        ing = cls(index, embedder, **{"max_tokens": s.chunking.max_tokens, "overlap_tokens": s.chunking.overlap_tokens,
+                                      "phi_policy": s.phi.policy, "data_mirror": s.paths.data_mirror,
+                                      "max_file_mb": s.chunking.max_file_mb, **overrides})
+        ing.key_dir = s.paths.data_dir  # where the de-identification key of patient records lives
+        return ing
+
+    key_dir: Path | None = None
+
+    def _deid_key(self) -> bytes:
+        """The installation's de-identification secret (<data_dir>/deid.key); without a data dir, this index's."""
+        from ingest.deid import installation_key
+        return installation_key(self.key_dir) if self.key_dir else self._phi_key()
 
     def run(self, specs: list[SourceSpec], purge: bool = False) -> IngestReport:
         t0 = time.perf_counter()
@@ -336,7 +349,7 @@ class Ingestor:
             path_ids: dict[str, str] = {}
             fresh: list[tuple[Document, list[Chunk], bool]] = []
             n_errors_before = len(report.errors)
-            docs = _read(spec, self.mirror, files, self.max_bytes, report.errors, path_ids)
+            docs = _read(spec, self.mirror, files, self.max_bytes, report.errors, path_ids, self._deid_key)
             for doc in tqdm(docs, desc=f"reading {spec.name}", unit="doc", disable=not self.show_progress):
                 if doc.doc_id in seen:
                     if seen[doc.doc_id] == doc.content_hash:  # e.g. a corpus.jsonl row repeated verbatim

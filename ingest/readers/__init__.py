@@ -5,6 +5,7 @@ records) yield all good records first and then raise BadLinesError (a ReaderErro
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from ingest.readers._csv import csv_header
 from ingest.readers._io import DEFAULT_MAX_BYTES, BadLinesError, read_text
 from ingest.readers.aci_bench import read_aci_file
 from ingest.readers.beir import read_beir_file
+from ingest.readers.fhir import KeyArg, read_fhir_file
 from ingest.readers.generic import read_html, read_markdown, read_pdf, read_plaintext
 from ingest.readers.medquad import read_medquad_file
 from ingest.readers.mts_dialog import read_mts_file
@@ -32,7 +34,7 @@ READER_VERSION = 3  # 3: a doc type given for a known format is honoured
 
 _GENERIC = {".md": read_markdown, ".markdown": read_markdown, ".html": read_html, ".htm": read_html,
             ".txt": read_plaintext, ".text": read_plaintext, ".pdf": read_pdf}
-SUPPORTED_SUFFIXES = (".xml", ".jsonl", ".json", ".csv", *_GENERIC)
+SUPPORTED_SUFFIXES = (".xml", ".jsonl", ".json", ".ndjson", ".csv", *_GENERIC)
 
 
 class DataMissingError(FileNotFoundError):
@@ -40,7 +42,8 @@ class DataMissingError(FileNotFoundError):
 
 
 def read_path(path: Path | str, *, doc_type: str | None = None, source: str | None = None,
-              doc_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Document]:
+              doc_id: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+              deid_key: KeyArg | None = None) -> Iterator[Document]:
     """Documents in one file, by suffix and, for .jsonl/.csv, by its columns.
 
     doc_type (default "guideline"), source (default: the parent folder's name) and doc_id apply to generic files
@@ -48,11 +51,22 @@ def read_path(path: Path | str, *, doc_type: str | None = None, source: str | No
     known format replaces the format's own, except that case notes (ACI-Bench, MTS-Dialog) cannot be relabelled
     as anything but "case" (that would take them past the PHI guard): ReaderError. A `<split>_metadata.csv`
     yields nothing: it is read together with its `<split>.csv`.
+
+    FHIR (doc_type "patient" for .json, always for .ndjson) is de-identified while it is read, under `deid_key`
+    (the installation's secret, or a function returning it); patient records cannot be relabelled.
     """
     path = Path(path)
     if doc_type is not None and doc_type not in DOC_TYPES:
         raise ReaderError(f"{path}: unknown doc_type {doc_type!r}; choose from {', '.join(DOC_TYPES)}")
     suffix = path.suffix.lower()
+    if doc_type == "patient" or suffix == ".ndjson":
+        if suffix not in (".json", ".ndjson") or doc_type not in (None, "patient"):
+            raise ReaderError(f"{path}: doc type 'patient' is for FHIR R4 records (.json Bundle or resource, .ndjson) "
+                              f"and FHIR NDJSON is always a patient record; got {suffix or '(none)'} as "
+                              f"{doc_type or 'patient'}")
+        if deid_key is None:
+            raise ReaderError(f"{path}: patient records need the installation's de-identification key")
+        return read_fhir_file(path, max_bytes, key=deid_key, source=source)
     if suffix in _GENERIC:
         return _GENERIC[suffix](path, doc_type=doc_type or "guideline", source=source, doc_id=doc_id,
                                 max_bytes=max_bytes)
@@ -125,6 +139,10 @@ CORPORA: dict[str, Corpus] = {
                          "the Main-Dataset folder of https://github.com/abachaa/MTS-Dialog"),
     "pubmedqa": Corpus("pubmedqa", "ori_pqal.json", read_pubmedqa_file,
                        "data/ori_pqal.json of https://github.com/pubmedqa/pubmedqa"),
+    "fhir-synthea": Corpus("fhir-synthea/original", "*_*.json", read_fhir_file,
+                            "the original/ patient bundles of sample_covid_fhir_juvenile_patients in "
+                            "https://github.com/NimbusInformatics/bdcat-fhir-azure-prototype (one FHIR R4 Bundle per "
+                            "patient, named <Given>_<Family>_<id>.json)"),
     "clinical-dev": Corpus("retrieval-dev/clinical-dev", "corpus.jsonl", read_beir_file,
                            "the BEIR-format clinical-dev set (corpus.jsonl, queries.jsonl, qrels.tsv) built from "
                            "the corpora above, as described in the data mirror's README.md"),
@@ -149,12 +167,18 @@ def corpus_files(name: str, data_mirror: Path | str) -> list[Path]:
 
 def read_corpus(name: str, data_mirror: Path | str, *, limit: int | None = None,
                 max_bytes: int = DEFAULT_MAX_BYTES,
-                on_error: Callable[[ReaderError], None] | None = None) -> Iterator[Document]:
+                on_error: Callable[[ReaderError], None] | None = None,
+                deid_key: KeyArg | None = None) -> Iterator[Document]:
     """Documents of a named corpus (see CORPORA), at most `limit` of them.
 
     Without `on_error` the first bad file raises; with it, each ReaderError is handed over and reading goes on.
+    Patient corpora (FHIR) need `deid_key`.
     """
     reader = CORPORA[name].reader if name in CORPORA else None
+    if reader is read_fhir_file:
+        if deid_key is None:
+            raise ReaderError(f"corpus {name!r} holds patient records: reading it needs the de-identification key")
+        reader = functools.partial(read_fhir_file, key=deid_key, source="Synthea (FHIR)")
     files = corpus_files(name, data_mirror)
 
     def docs() -> Iterator[Document]:
