@@ -108,6 +108,15 @@ def _derived_from_known(word: str, known: Callable[[str], bool]) -> bool:
     return False
 
 
+# Who the question is about, when it is not a person: the default corpus is human medicine, so a dose for a
+# beagle must not be answered with a human dose. Such a word must be covered by the evidence like a rare name.
+_ANIMALS = re.compile(
+    r"\b(?:dogs?|pupp(?:y|ies)|canine|cats?|kittens?|feline|horses?|equine|ponies|pony|pets?|veterinar\w*|"
+    r"beagles?|poodles?|labradors?|retrievers?|terriers?|chihuahuas?|bulldogs?|shepherds?|rabbits?|bunn(?:y|ies)|"
+    r"hamsters?|guinea pigs?|ferrets?|parrots?|budgies?|birds?|chickens?|hens?|cows?|cattle|calf|calves|goats?|"
+    r"sheep|lambs?|pigs?|piglets?|livestock|reptiles?|snakes?|lizards?|turtles?|tortoises?|fish)\b", re.I)
+
+
 def _inner_names(text: str) -> set[str]:
     """Words written as names in the asking sentences: capitalised (not all capitals), not first in the sentence,
     and not part of a run of three or more capitalised words (a title: "Whole Exome Sequencing", "Grant High
@@ -166,6 +175,10 @@ def unknown_terms(question: str, texts: Sequence[str], tokenize: Callable[[str],
                                         or (not name and getattr(lexicon, "misspelt_or_plain", lambda _: False)(w))):
                 continue  # the index knows the word, or it reads as a typo or plain English: not an unknown name
             out.append(w)
+    for m in _ANIMALS.finditer(" ".join(asking_sentences(question)) or focus):
+        word = m.group(0)
+        if not any(t in have for t in _bm25.tokens(word)):
+            out.append(word)
     return list(dict.fromkeys(out))
 
 

@@ -169,6 +169,26 @@ def mirage_answer_fn(generator: Generator, retriever: Retriever | None = None, s
     return answer
 
 
+CONTENT_FREE = "N/A"
+
+
+def letter_prior(generator: Generator, options: Mapping[str, str], retrieval: bool) -> dict[str, float]:
+    """The model's log-probabilities for the option letters given a content-free question ("N/A", Zhao et al.
+    2021, contextual calibration) in the same prompt: its bias towards a letter whatever the question says."""
+    snippets = [] if retrieval else None
+    system, user = restyle(mirage.build_prompt(CONTENT_FREE, options, snippets), "letter", _MIRAGE_LETTER)
+    return generator.choose([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                            sorted(options))[1]
+
+
+def calibrated_letter(logp: Mapping[str, float], prior: Mapping[str, float], letters: Sequence[str]) -> str | None:
+    """argmax over the letters of log p(letter | question) - log p(letter | content-free): None unless both
+    give every letter (then the uncalibrated choice stands)."""
+    if not letters or any(k not in logp or k not in prior for k in letters):
+        return None
+    return max(sorted(letters), key=lambda k: logp[k] - prior[k])
+
+
 def pubmedqa_answer_fn(generator: Generator, retriever: Retriever | None = None, style: str = "medrag",
                        own_docs: Mapping[str, str] | None = None, extract: bool = True) -> pubmedqa.AnswerFn:
     """answer_fn(question, context) for run_pubmedqa. With a retriever the context is retrieved from the

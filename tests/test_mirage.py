@@ -196,3 +196,34 @@ def test_letter_prompt_asks_for_the_letter_and_records_the_models_choice():
 
     with pytest.raises(ValueError, match="cannot rank option letters"):
         mirage_answer_fn(Writer(), style="letter")
+
+
+def test_calibration_removes_the_models_letter_bias_and_scores_the_same_predictions(tmp_path, benchmark):
+    """A model that favours "A" whatever it reads: its recorded log-probabilities minus those of a content-free
+    question pick the letter the question itself moved up (contextual calibration)."""
+    from eval.commands import calibrate_letter_runs
+    from eval.qa_runs import CONTENT_FREE, calibrated_letter
+
+    assert calibrated_letter({"A": -0.5, "B": -1.0}, {"A": -0.2, "B": -2.0}, ["A", "B"]) == "B"
+    assert calibrated_letter({"A": -0.5}, {"A": -0.2, "B": -2.0}, ["A", "B"]) is None  # a letter missing
+
+    class Biased:
+        name = "biased"
+        asked = []
+
+        def choose(self, messages, options):
+            self.asked.append(messages[1]["content"])
+            return "A", {"A": -0.1, "B": -3.0, "C": -4.0}  # the content-free answer: strongly "A"
+
+    qs = benchmark["bioasq"][:4]
+    run = tmp_path / "rag_3_hybrid_letter"
+    run.mkdir()
+    # Recorded: always "A" first, but B gained 2.5 nats over its content-free value on the "no" questions.
+    rows = [{"id": q.qid, "raw": '{"answer_choice": "A"}', "choice": "A", "parsed": "A", "answer": q.answer,
+             "extra": {"letter_logprobs": {"A": -0.1, "B": -0.5 if q.answer == "B" else -3.0}}} for q in qs]
+    (run / "bioasq.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gen = Biased()
+    out = calibrate_letter_runs(gen, {"bioasq": qs}, {"rag_3_hybrid_letter": run})["rag_3_hybrid_letter"]
+    assert out["accuracy"]["bioasq"] == 100.0 and out["calibrated"] == 4
+    assert out["changed_choices"] == sum(q.answer == "B" for q in qs)
+    assert len(gen.asked) == 1 and CONTENT_FREE in gen.asked[0] and "relevant documents" in gen.asked[0]

@@ -132,3 +132,17 @@ def test_names_in_story_or_in_titles_are_not_unknown_names():
              "i was hoping you could help me with some information.")
     assert unknown_terms(story, passages, pieces, lex) == []
     assert unknown_terms("we did Whole Exome Sequencing, can SIDS run in families?", passages, pieces, lex) == []
+
+
+def test_a_question_about_an_animal_needs_evidence_about_that_animal():
+    """A dose for a beagle must not be answered with the human dose (seen on a hand-written liveqa question)."""
+    human = ["Diphenhydramine (Benadryl) 25-50 mg orally every 4-6 hours; not to exceed 300 mg in 24 hours."]
+    lex = FakeLexicon({"diphenhydramine", "benadryl"}, {"benadryl": ["diphenhydramine"]})
+    q = "how much benadryl can i give my 20 lb beagle for a bee sting on his nose"
+    assert unknown_terms(q, human, pieces, lex) == ["beagle"]
+    assert unknown_terms("Is diphenhydramine safe for dogs?", human, pieces, lex) == ["dogs"]
+    # Evidence about the animal, or an animal only in the story, is no veto.
+    assert unknown_terms("Can a dog bite cause rabies?", ["Rabies spreads through the bite of an infected dog."],
+                         pieces, lex) == []
+    story = "We have a cat at home. What are the side effects of diphenhydramine?"
+    assert unknown_terms(story, human, pieces, lex) == []
