@@ -5,6 +5,8 @@ On first start it ingests the default corpus (console progress bar), then serves
          unsupported sentences marked, abstentions with the closest passages, follow-ups, filters,
          "copy answer with references", feedback stored with the answer's audit record.
   Cases  browse and search case summaries, read one, find similar cases, ask about it (+ guidelines).
+  Patients  pick a de-identified FHIR record by pseudonym: summary, timeline, tracked observations plotted, and
+         questions about the patient citing the record [P1, date] and the guidelines [n].
   Index  counts by source and type; upload files to ingest, with progress and the PHI-guard report.
 Offline: no analytics, no external fonts or CDNs. UI wiring only; answering lives in assistant/, ingestion in ingest/.
 The named Gradio API endpoint "ask" (question, scope, sources, specialties, history) returns Answer.to_json().
@@ -108,7 +110,8 @@ def _link_citations(text: str, aid: str, sources: dict[int, dict]) -> str:
                 out.append(f"[{n}]")
                 continue
             tip = f"{src['title']} — {src['section']}\n{src['passage'][:500]}"
-            out.append(f'<a class="cc-cite" href="#{_cite_key(aid, n)}" title="{_esc(tip)}">[{n}]</a>')
+            label = src.get("label") or f"[{n}]"  # a patient record entry: [P1, date]
+            out.append(f'<a class="cc-cite" href="#{_cite_key(aid, n)}" title="{_esc(tip)}">{_esc(label)}</a>')
         pos = m.end()
     out.append(_esc(text[pos:]))
     return "".join(out)
@@ -127,8 +130,9 @@ def source_details(c: dict, aid: str) -> str:
             '<span class="cc-badge bad">cited, not verified</span>'
     link = f' · <a href="{_esc(c["url"])}" target="_blank" rel="noopener">source link</a>' if c.get("url") else ""
     where = " · ".join(_esc(x) for x in (c.get("source"), c.get("doc_type")) if x)
+    label = c.get("label") or f"[{c['n']}]"  # a patient record entry: [P1, date]
     return (f'<details class="cc-src {_cite_key(aid, c["n"])}">'
-            f'<summary>[{c["n"]}] {_esc(c["title"])}{" — " + _esc(c["section"]) if c.get("section") else ""}'
+            f'<summary>{_esc(label)} {_esc(c["title"])}{" — " + _esc(c["section"]) if c.get("section") else ""}'
             f'{badge}</summary><blockquote>{_oneline(c["passage"])}</blockquote>'
             f'<div class="cc-foot">{where}{link} · {_esc(c["doc_id"])}</div></details>')
 
@@ -259,6 +263,69 @@ def plan_query(sections: list[tuple[str, str]], limit: int = 3000) -> str:
     """The case's assessment and plan (the whole note when it has none), as a search query."""
     ap = [x for t, x in sections if re.search(r"ASSESSMENT|PLAN|IMPRESSION", t or "", re.I)]
     return " ".join(" ".join(ap or [x for _, x in sections]).split())[:limit]
+
+
+# ---------------------------------------------------------------- patients
+
+def patient_view(index: VectorIndex, patient_id: str | None):
+    """(summary HTML, timeline HTML, matplotlib figure or None) of one de-identified patient record."""
+    from assistant.patients import PatientError, load_record
+    if not patient_id:
+        return '<div class="cc-foot">Pick a patient (pseudonym).</div>', "", None
+    try:
+        rec = load_record(index, patient_id)
+    except PatientError as e:
+        return f'<div class="cc-abstain">{_esc(str(e))}</div>', "", None
+    s = rec.summary
+    items = lambda xs: ", ".join(_esc(x) for x in xs) or "none recorded"  # noqa: E731
+    summary = (f'<div id="cc-patient-summary"><h4>Patient {_esc(rec.patient_id)}</h4>'
+               f'<div><b>Sex</b> {_esc(s.get("sex"))} · <b>Age band</b> {_esc(s.get("age_band"))} · '
+               f'<b>State</b> {_esc(s.get("state") or "-")} · record {_esc((s.get("first_date") or "?")[:10])} to '
+               f'{_esc((s.get("last_date") or "?")[:10])}</div>'
+               f'<div><b>Active conditions:</b> {items(s.get("active_conditions", []))}</div>'
+               f'<div><b>Current medications:</b> {items(s.get("current_medications", []))}</div>'
+               f'<div><b>Allergies:</b> {items(s.get("allergies", []))}</div>'
+               '<div class="cc-foot">De-identified: pseudonym, dates shifted by one offset per patient, no names, '
+               'addresses or identifiers.</div></div>')
+    rows = []
+    for e in rec.timeline:
+        value = " ".join(x for x in (e.get("value", ""), e.get("unit", "")) if x)
+        value += "".join(f"; {c.get('display', '')} {c.get('value', '')} {c.get('unit', '')}"
+                         for c in e.get("components", []))
+        end = f" → {e['end'][:10]}" if e.get("end") else ""
+        code = f"{e.get('system', '')} {e.get('code', '')}".strip()
+        rows.append(f"<tr><td>{_esc((e.get('date') or '')[:10])}{_esc(end)}</td><td>{_esc(e['type'])}</td>"
+                    f"<td>{_esc(e.get('display', ''))}</td><td>{_esc(value.strip())}</td><td>{_esc(code)}</td></tr>")
+    timeline = ('<table id="cc-timeline"><thead><tr><th>date</th><th>type</th><th>entry</th><th>value</th>'
+                f'<th>code</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return summary, timeline, observation_plot(rec.series())
+
+
+def observation_plot(series: dict):
+    """Tracked observations over time, one panel each (blood pressure: systolic and diastolic together)."""
+    if not series:
+        return None
+    import datetime as dt
+
+    from matplotlib.figure import Figure  # not pyplot: no global figure list to leak into
+    panels: dict[str, list[str]] = {}
+    for name in series:
+        panels.setdefault("Blood pressure" if "blood pressure" in name else name, []).append(name)
+    fig = Figure(figsize=(6, 1.9 * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
+    for ax, (title, names) in zip(axes[:, 0], panels.items()):
+        unit = ""
+        for name in names:
+            pts = series[name]
+            ax.plot([dt.datetime.fromisoformat(d[:19]) for d, _, _ in pts], [v for _, v, _ in pts], marker="o",
+                    label=name.replace(" blood pressure", ""))
+            unit = pts[-1][2]
+        ax.set_title(f"{title} ({unit})" if unit else title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        if len(names) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------- the app
@@ -451,6 +518,58 @@ class CareCiteApp:
         except (AssistantError, FilterError, QueryError) as e:
             yield f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>', ""
 
+    # -- patients
+    def patient_choices(self):
+        from assistant.patients import list_patients
+        return gr.update(choices=list_patients(self.index) if self.index.count() else [])
+
+    def open_patient(self, patient_id: str | None):
+        return patient_view(self.index, patient_id)
+
+    def ask_patient(self, patient_id: str | None, question: str):
+        """Stream an answer about this patient (record [P1, date] and guidelines [n]); yields (answer, sources)."""
+        from assistant.patients import answer_json, stream_patient
+        if not patient_id:
+            yield '<div class="cc-foot">Pick a patient first.</div>', ""
+            return
+        if not (question or "").strip():
+            yield '<div class="cc-foot">Type a question about this patient.</div>', gr.skip()
+            return
+        draft = ""
+        try:
+            for ev in stream_patient(self.assistant, patient_id, question.strip()):
+                if ev["type"] == "sources":
+                    yield draft_html(""), sources_panel(None, ev["sources"])
+                elif ev["type"] == "token":
+                    draft += ev["text"]
+                    yield draft_html(draft), gr.skip()
+                elif ev["type"] == "answer":
+                    ans = answer_json(ev["answer"])
+                    yield answer_html(ans), sources_panel(ans)
+        except (AssistantError, FilterError, QueryError) as e:
+            yield f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>', ""
+
+    def _patients_tab(self) -> gr.Dropdown:
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                patient = gr.Dropdown([], label="Patient (pseudonym)", value=None, elem_id="cc-patient")
+                summary = gr.HTML(patient_view(self.index, None)[0])
+                with gr.Accordion("Timeline", open=True):
+                    timeline = gr.HTML(elem_classes=["cc-panel"])
+            with gr.Column(scale=3, min_width=420):
+                plot = gr.Plot(label="Tracked observations", elem_id="cc-patient-plot")
+                with gr.Row():
+                    pq = gr.Textbox(placeholder="Ask about this patient (answers cite the record [P1, date] and the "
+                                                "guidelines [n])", show_label=False, scale=5, elem_id="cc-patient-q")
+                    pgo = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="cc-patient-ask")
+                panswer = gr.HTML(elem_id="cc-patient-answer")
+                with gr.Accordion("Sources", open=False):
+                    psources = gr.HTML()
+        patient.change(self.open_patient, patient, [summary, timeline, plot], api_visibility="private")
+        pgo.click(self.ask_patient, [patient, pq], [panswer, psources], api_visibility="private", **ANSWERS)
+        pq.submit(self.ask_patient, [patient, pq], [panswer, psources], api_visibility="private", **ANSWERS)
+        return patient
+
     # -- index
     def stats_html(self) -> str:
         n = self.index.count()
@@ -497,11 +616,14 @@ class CareCiteApp:
                     source_filter = self._chat_tab()
                 with gr.Tab("Cases", id="cases"):
                     case_list = self._cases_tab()
+                with gr.Tab("Patients", id="patients"):
+                    patient_list = self._patients_tab()
                 with gr.Tab("Index", id="index"):
                     self._index_tab(status, source_filter)
             gr.api(self.ask, api_name="ask", **ANSWERS)
             demo.load(self.status_md, None, status, api_visibility="private")  # fresh counts on every visit
             demo.load(self.search_cases, case_list[0], case_list[1:], api_visibility="private")  # cases ingested since
+            demo.load(self.patient_choices, None, patient_list, api_visibility="private")
         return demo
 
     def _chat_tab(self) -> gr.Dropdown:
@@ -591,7 +713,7 @@ class CareCiteApp:
             with gr.Column(scale=2):
                 files = gr.File(label="Upload documents: Markdown, HTML, text, PDF, XML, JSONL, CSV",
                                 file_count="multiple", type="filepath")
-                doc_type = gr.Dropdown(["guideline", "reference", "case", "literature"], value="guideline",
+                doc_type = gr.Dropdown(["guideline", "reference", "case", "literature", "patient"], value="guideline",
                                        label="Document type")
                 source = gr.Textbox(value="Uploads", label="Source label")
                 go = gr.Button("Ingest", variant="primary")

@@ -129,6 +129,7 @@ class ChatMessage(BaseModel):
 class CareciteOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filters: list[str] | dict[str, Any] | None = None
+    patient: str | None = None  # a pseudonym: answer from this patient's record and the guidelines
 
 
 class ChatRequest(BaseModel):
@@ -145,6 +146,7 @@ class SearchRequest(BaseModel):
     filters: list[str] | dict[str, Any] | None = None
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     top_k: int = Field(10, ge=1, le=100)
+    patient: str | None = None  # only this patient's record (same as the filter patient_id)
 
     @field_validator("query")
     @classmethod
@@ -235,7 +237,15 @@ def _completion(answer, model: str, cid: str, created: int) -> dict[str, Any]:
     return {"id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
                          "logprobs": None, "finish_reason": "stop"}],
-            "carecite": answer.to_json()}
+            "carecite": _answer_json(answer)}
+
+
+def _answer_json(answer) -> dict[str, Any]:
+    """Answer.to_json; a patient-scoped answer adds each citation's label ([P1, date] or [n])."""
+    if getattr(answer, "patient_id", None):
+        from assistant.patients import answer_json
+        return answer_json(answer)
+    return answer.to_json()
 
 
 def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None = None, **extra) -> str:
@@ -257,6 +267,9 @@ def _api_error(e: Exception) -> ApiError:
         return ApiError(400, str(e))
     if isinstance(e, GeneratorError):
         return ApiError(502, str(e), type="generator_error")
+    if isinstance(e, AssistantError) and getattr(e, "status", None) in (400, 404):  # assistant.patients
+        return ApiError(e.status, str(e), code="unknown_patient" if e.status == 404 else "invalid_patient",
+                        param="patient")
     if isinstance(e, AssistantError):
         return ApiError(500, str(e), type="server_error")
     log.exception("unexpected error", exc_info=e)
@@ -354,6 +367,15 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
     async def search(request: Request) -> dict[str, Any]:
         req: SearchRequest = parse_body(await read_body(request), SearchRequest)
         filters = parse_filters(req.filters)
+        if req.patient is not None:  # fail closed: an unknown patient is a 404, never an unfiltered search
+            from assistant.patients import PatientError, check_patient
+            try:
+                pid = check_patient(searcher.index, req.patient)
+                if filters.patient_id not in (None, [pid]):
+                    raise PatientError(f"filters.patient_id {filters.patient_id} contradicts patient {pid}")
+            except PatientError as e:
+                raise _api_error(e) from None
+            filters.patient_id = [pid]
         try:
             hits = await run_in_threadpool(locked, searcher.search, req.query, filters, mode=req.mode,
                                            top_k=req.top_k)
@@ -368,15 +390,21 @@ def create_app(settings: Settings, assistant=None, *, searcher=None, token: str 
         question, history = split_messages(req.messages)
         filters = parse_filters(req.carecite.filters if req.carecite else None, "carecite.filters")
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), MODEL_ID
+        patient = req.carecite.patient if req.carecite else None
+        if patient is not None:  # this patient's record and the guidelines (assistant/patients.py)
+            from assistant.patients import ask_patient, stream_patient
         if not req.stream:
             try:
-                answer = await run_in_threadpool(assistant.ask, question, history=history, filters=filters)
+                answer = await run_in_threadpool(
+                    *((ask_patient, assistant, patient, question) if patient is not None else (assistant.ask, question)),
+                    history=history, filters=filters)
             except Exception as e:  # noqa: BLE001 - mapped to a JSON error with the right status
                 raise _api_error(e) from None
             return _completion(answer, model, cid, created)
 
         try:  # bad input raises here, before any bytes are sent
-            events = assistant.stream(question, history=history, filters=filters)
+            events = (stream_patient(assistant, patient, question, history=history, filters=filters)
+                      if patient is not None else assistant.stream(question, history=history, filters=filters))
         except Exception as e:  # noqa: BLE001
             raise _api_error(e) from None
         pending = _produce(events)
@@ -423,7 +451,7 @@ def _sse(first, pending: queue.Queue, cid: str, created: int, model: str) -> Ite
             if isinstance(event, Exception):
                 raise event
             if event.get("type") == "quick":  # verified quotes at once; plain clients ignore the extension
-                yield _chunk(cid, created, model, {}, carecite={"quick": event["answer"].to_json()})
+                yield _chunk(cid, created, model, {}, carecite={"quick": _answer_json(event["answer"])})
             elif event.get("type") == "queued":
                 yield _chunk(cid, created, model, {}, carecite={"queued": {"position": event["position"]}})
             elif event.get("type") == "token" and event.get("text"):
@@ -431,7 +459,7 @@ def _sse(first, pending: queue.Queue, cid: str, created: int, model: str) -> Ite
                 yield _chunk(cid, created, model, {"content": event["text"]})
             elif event.get("type") == "answer":
                 answer = event["answer"]
-                ext = {**answer.to_json(), "revised": "".join(streamed).strip() != answer.answer.strip()}
+                ext = {**_answer_json(answer), "revised": "".join(streamed).strip() != answer.answer.strip()}
                 yield _chunk(cid, created, model, {}, "stop", carecite=ext)
             event = pending.get()
     except Exception as e:  # noqa: BLE001 - the status line is gone; the client gets an error event

@@ -170,7 +170,11 @@ def cmd_ask(args) -> int:
     from assistant.pipeline import Assistant
     s = _settings(args)
     with Assistant(s) as assistant:
-        events = assistant.stream(args.question, filters=args.filter)
+        if args.patient:  # this patient's record and the guidelines (assistant/patients.py)
+            from assistant.patients import stream_patient
+            events = stream_patient(assistant, args.patient, args.question, filters=args.filter)
+        else:
+            events = assistant.stream(args.question, filters=args.filter)
         answer = None
         show = args.stream and not args.json
         llm = not isinstance(assistant.generator, ExtractiveGenerator)  # else the quick answer is the answer
@@ -186,7 +190,8 @@ def cmd_ask(args) -> int:
             elif ev["type"] == "answer":
                 answer = ev["answer"]
     if args.json:
-        print(json.dumps(answer.to_json(), indent=1))
+        from assistant.patients import answer_json
+        print(json.dumps(answer_json(answer) if args.patient else answer.to_json(), indent=1))
         return 0
     if args.stream:
         print("\n")
@@ -195,9 +200,28 @@ def cmd_ask(args) -> int:
     for x in flagged:
         print(f"  ! unsupported: {x.text} ({x.reason})")
     print("\nSources:")
+    labels = getattr(answer, "labels", {})  # record entries of a patient answer: [P1, date]
     for src in answer.sources:
-        print(f"[{src.n}] {src.title} — {src.section} ({src.source}) {src.url or ''}")
+        print(f"{labels.get(src.n, f'[{src.n}]')} {src.title} — {src.section} ({src.source}) {src.url or ''}")
     print("\n" + ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items()))
+    return 0
+
+
+def cmd_patients(args) -> int:
+    from assistant.patients import list_patients, load_record
+    from carecite.runtime import open_index
+    with open_index(_settings(args)) as index:
+        if not args.patient:
+            ids = list_patients(index)
+            print(json.dumps(ids) if args.json else "\n".join(ids) or "no patient records; ingest FHIR with "
+                                                                      "`carecite ingest PATH --doc-type patient`")
+            return 0
+        rec = load_record(index, args.patient)
+    if args.json:
+        print(json.dumps({"patient_id": rec.patient_id, "summary": rec.summary, "timeline": rec.timeline,
+                          "series": rec.series()}, indent=1))
+        return 0
+    print("\n\n".join(f"## {s['title']}\n{s['text']}" for s in rec.sections))
     return 0
 
 
@@ -258,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--corpus", help="comma-separated named corpora from the data mirror "
                                     "(medquad, openstax-nursing, aci-bench, mts-dialog, pubmedqa); default: "
                                     "medquad,openstax-nursing,aci-bench when no paths are given")
-    q.add_argument("--doc-type", choices=["guideline", "case", "reference", "literature"], help="for your files")
+    q.add_argument("--doc-type", choices=["guideline", "case", "reference", "literature", "patient"],
+                   help="for your files; patient: FHIR R4 bundles or NDJSON, de-identified as they are read")
     q.add_argument("--source", help="source label for your files")
     q.add_argument("--specialty", help="comma-separated specialties for your files (e.g. cardiology,critical care)")
     q.add_argument("--phi-policy", choices=["reject", "mask"], help="what to do with PHI in case documents")
@@ -313,7 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     generator_args(q)
     q.add_argument("--json", action="store_true", help="print the answer object")
     q.add_argument("--stream", action="store_true", help="print tokens as they come")
+    q.add_argument("--patient", metavar="ID", help="answer about this patient (pseudonym, see `carecite patients`): "
+                                                 "their record, cited [P1, date], and the guidelines")
     q.set_defaults(fn=cmd_ask)
+
+    q = sub.add_parser("patients", help="the de-identified patient records: list them, or one's summary and timeline")
+    q.add_argument("patient", nargs="?", help="a pseudonym (P-...); without it, list them")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_patients)
 
     q = sub.add_parser("serve", help="OpenAI-compatible HTTP API with citations")
     q.add_argument("--host"), q.add_argument("--port", type=int)

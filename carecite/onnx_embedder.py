@@ -36,6 +36,10 @@ class OnnxEmbedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        # No busy-waiting between batches: on a shared CPU (the LLM, the chat and other processes) spinning threads
+        # take cores from everything else, and under load they made embedding 20x slower.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(model_file), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - a damaged graph that still matched no pin (a user path)
