@@ -1,6 +1,7 @@
 """CareCite chat app: `python app.py [--preset demo|fast|default|test] [--host 127.0.0.1] [--port 7860]`.
 
-On first start it ingests the default corpus (console progress bar), then serves the UI on loopback:
+On first start it indexes a first slice of the default corpus, opens the UI on loopback and loads the rest in a
+background thread (the status line shows the progress; answers say they come from what is indexed so far):
   Chat   streamed answers, [n] citations that open (hover: tooltip, click: the passage), a sources panel,
          unsupported sentences marked, abstentions with the closest passages, follow-ups, filters,
          "copy answer with references", feedback stored with the answer's audit record.
@@ -333,10 +334,11 @@ def observation_plot(series: dict):
 class CareCiteApp:
     """UI handlers over one shared index, searcher and Assistant (the embedded index allows one opener)."""
 
-    def __init__(self, settings: Settings, index: VectorIndex, assistant=None):
+    def __init__(self, settings: Settings, index: VectorIndex, assistant=None, loader=None):
         from assistant.pipeline import Assistant
         from carecite.runtime import open_searcher
         self.settings, self.index = settings, index
+        self.loader = loader  # ingest.progressive.CorpusLoader while the default corpus loads in the background
         self.assistant = assistant or Assistant(settings, searcher=open_searcher(settings, index))
         self.searcher = self.assistant.searcher
         if assistant is None:
@@ -351,6 +353,8 @@ class CareCiteApp:
         gen = getattr(self.assistant.generator, "name", self.settings.generator.kind)
         where = self.settings.index_path if self.settings.index.backend == "edge" else self.settings.index.url
         head = f"**Generator:** `{gen}` · **Embedder:** `{self.settings.embedder.model}` · **Index:** {n:,} passages"
+        if self.loader is not None and self.loader.loading:
+            head += f" · ⏳ {self.loader.progress_line()}"
         if n == 0:
             head += (f'\n\n<div class="cc-empty"><b>The index is empty</b> ({_esc(str(where))}): answers will be '
                      "“not found”. Upload documents in the <b>Index</b> tab or run <code>carecite ingest</code>."
@@ -373,12 +377,28 @@ class CareCiteApp:
             return
         chat = [*chat, {"role": "user", "content": q}, {"role": "assistant", "content": draft_html("")}]
         yield chat, "", sources_panel(None), turns, None, ids, ""
+        with self._answering():
+            yield from self._chat(q, chat, turns, ids, scope, sources, specialties)
+
+    def _answering(self):
+        """While an answer is made, the background corpus load (if any) waits between batches."""
+        import contextlib
+        return self.loader.hold() if self.loader is not None and self.loader.loading else contextlib.nullcontext()
+
+    def loading_note(self) -> str:
+        """Said with every answer while the default corpus is still loading."""
+        if self.loader is None or not self.loader.loading:
+            return ""
+        return (f'<div class="cc-note" id="cc-loading">The index is still loading ({_esc(self.loader.progress_line())}'
+                "): this answer comes from the passages indexed so far.</div>")
+
+    def _chat(self, q: str, chat: list, turns: list, ids: dict, scope: str, sources: list, specialties: list):
         try:
             events = self.assistant.stream(q, history=turns, filters=self.filters(scope, sources, specialties))
             draft, quick, status = "", None, "verifying citations…"
             for ev in events:
                 if ev["type"] == "sources":
-                    yield chat, "", sources_panel(None, ev["sources"]), turns, None, ids, ""
+                    yield chat, "", self.loading_note() + sources_panel(None, ev["sources"]), turns, None, ids, ""
                 elif ev["type"] in ("quick", "queued"):
                     if ev["type"] == "quick":
                         quick, status = ev["answer"].to_json(), "the full answer is being written…"
@@ -395,7 +415,7 @@ class CareCiteApp:
                     chat[-1] = {"role": "assistant", "content": answer_html(ans)}
                     turns = [*turns, {"role": "user", "content": q}, {"role": "assistant", "content": ans["answer"]}]
                     ids = {**ids, str(len(chat) - 1): ans["answer_id"]}
-                    yield chat, "", sources_panel(ans), turns, ans, ids, answer_with_references(ans)
+                    yield chat, "", self.loading_note() + sources_panel(ans), turns, ans, ids, answer_with_references(ans)
         except (AssistantError, FilterError, QueryError) as e:
             chat[-1] = {"role": "assistant", "content": f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>'}
             yield chat, q, sources_panel(None), turns, None, ids, ""
@@ -404,8 +424,9 @@ class CareCiteApp:
             specialties: list[str] | None = None, history: list[dict] | None = None) -> dict:
         """Answer one question; returns the answer JSON (answer, sentences, citations, abstained, ...)."""
         try:
-            return self.assistant.ask(question, history=history or None,
-                                      filters=self.filters(scope, sources, specialties)).to_json()
+            with self._answering():
+                return self.assistant.ask(question, history=history or None,
+                                          filters=self.filters(scope, sources, specialties)).to_json()
         except (AssistantError, FilterError, QueryError) as e:
             raise gr.Error(str(e)) from None
 
@@ -591,6 +612,9 @@ class CareCiteApp:
         paths = [Path(f if isinstance(f, str) else f.name) for f in files or []]
         if not paths:
             return "Choose one or more files first.", "", gr.skip(), gr.skip(), gr.skip()
+        if self.loader is not None and self.loader.loading:  # one writer at a time
+            return (f"The default corpus is still loading ({self.loader.progress_line()}); upload again when it "
+                    "has finished.", "", gr.skip(), gr.skip(), self.status_md())
         s = self.settings
         label = (source or "").strip() or "Uploads"
 
@@ -622,6 +646,8 @@ class CareCiteApp:
                     self._index_tab(status, source_filter)
             gr.api(self.ask, api_name="ask", **ANSWERS)
             demo.load(self.status_md, None, status, api_visibility="private")  # fresh counts on every visit
+            if self.loader is not None and self.loader.loading:  # first launch: the progress, every 5 s
+                gr.Timer(5).tick(self.status_md, None, status, api_visibility="private")
             demo.load(self.search_cases, case_list[0], case_list[1:], api_visibility="private")  # cases ingested since
             demo.load(self.patient_choices, None, patient_list, api_visibility="private")
         return demo
@@ -741,26 +767,39 @@ def phi_table(phi: list[dict], policy: str) -> str:
 
 # ---------------------------------------------------------------- start-up
 
-def ensure_index(settings: Settings) -> VectorIndex:
-    """Open the configured index; when there is none, create it and ingest the default corpus (progress bar)."""
-    from carecite.models import get_embedder
-    from carecite.runtime import open_index
-    from ingest.pipeline import DEFAULT_CORPUS, Ingestor, SourceSpec
+def ensure_index(settings: Settings, first_docs: int | None = None):
+    """(index, loader). The configured index; when there is none it is created, a first slice of the default corpus
+    is indexed now (the first MedQuAD documents, about a minute) and the loader (ingest.progressive.CorpusLoader)
+    is returned unstarted to load the rest while the chat is open. A first launch that was stopped mid-way is
+    continued the same way (nothing indexed is lost or embedded twice). loader is None when there is nothing to load.
+    """
+    from carecite.lexicon import lexicon_path
+    from carecite.runtime import open_index_and_embedder
+    from ingest.pipeline import DEFAULT_CORPUS
+    from ingest.progressive import FIRST_SLICE_DOCS, CorpusLoader, first_slice_specs, needs_loading
     try:
-        return open_index(settings)
+        index, embedder = open_index_and_embedder(settings, create=False)
+        new = False
     except IndexMissingError:
-        pass
-    print(f"No index yet: ingesting the default corpus ({', '.join(DEFAULT_CORPUS)}) from "
-          f"{settings.paths.data_mirror} (first start only).", flush=True)
-    embedder = get_embedder(settings)
-    index = open_index(settings, create=True, dim=embedder.dim)
-    try:
-        report = Ingestor.from_settings(index, embedder, settings, show_progress=True).run(
-            [SourceSpec(n) for n in DEFAULT_CORPUS])
-        print(report.summary(), flush=True)
-    except Exception as e:  # noqa: BLE001 - the app still starts, and says the index is empty
-        print(f"could not ingest the default corpus: {e}", file=sys.stderr, flush=True)
-    return index
+        index, embedder = open_index_and_embedder(settings, create=True)
+        new = True
+    if not new and not needs_loading(index):
+        return index, None
+    loader = CorpusLoader(index, embedder, settings, first=first_slice_specs(first_docs or FIRST_SLICE_DOCS),
+                          lexicon_file=lexicon_path(settings))
+    if new:
+        print(f"No index yet: indexing a first slice of the default corpus ({', '.join(DEFAULT_CORPUS)}) from "
+              f"{settings.paths.data_mirror}; the chat opens after it and the rest loads in the background.",
+              flush=True)
+        try:
+            print(loader.run_first_slice().summary(), flush=True)
+        except Exception as e:  # noqa: BLE001 - the app still starts, and says the index is empty
+            print(f"could not ingest the default corpus: {e}", file=sys.stderr, flush=True)
+            return index, None
+    else:
+        print(f"Continuing to load the default corpus in the background ({index.count():,} passages indexed so far).",
+              flush=True)
+    return index, loader
 
 
 def theme() -> gr.themes.Theme:
@@ -791,16 +830,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
     from assistant.api import BindError, check_bind
+    from carecite.models import EmbedderMismatchError
     from indexes.base import IndexLockedError
     settings = Settings.from_name(args.preset)
     try:
         check_bind(args.host, settings.server.api_token)
-        index = ensure_index(settings)
-    except (BindError, IndexLockedError) as e:
+        index, loader = ensure_index(settings)
+    except (BindError, IndexLockedError, EmbedderMismatchError) as e:
         print(f"carecite: error: {e}", file=sys.stderr)
         return 2
     try:
-        launch(CareCiteApp(settings, index), args.host, args.port)
+        app = CareCiteApp(settings, index, loader=loader)
+        if loader is not None:
+            loader.on_done = lambda: print(f"The default corpus is loaded: {index.count():,} passages.", flush=True)
+            loader.start()
+        launch(app, args.host, args.port)
     finally:
         index.close()
     return 0
