@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 through ONNX Runtime (embedder.backend "onnx-int8"): the same sentence-transformers recipe
 (WordPiece from the packaged tokenizer.json, at most 256 tokens, mean pooling over the attention mask, L2
-normalisation) on an int8 ONNX graph. No torch import: the app starts faster and embeds about 3x faster on a CPU.
+normalisation) on an int8 ONNX graph, without importing torch (`carecite bench` compares the two backends).
 
 carecite.models resolves and sha256-checks both files before this class sees them; nothing here reads other files.
 """

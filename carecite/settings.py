@@ -33,9 +33,10 @@ class IndexSettings(BaseModel):
 
 class EmbedderSettings(BaseModel):
     model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (packaged), a local path or a hub name.")
-    # "onnx-int8": the packaged model as an int8 ONNX graph on ONNX Runtime (about 3x faster on a CPU, cosine
-    # >= 0.995 to torch's vectors); "torch": sentence-transformers. An index records the backend that built it and
-    # refuses another; "auto" follows the index (an index without a record: torch) and uses onnx-int8 for a new one.
+    # "onnx-int8": the packaged model as an int8 ONNX graph on ONNX Runtime (no torch; cosine >= 0.995 to torch's
+    # vectors; `carecite bench` compares their speed); "torch": sentence-transformers. An index records the backend
+    # that built it and refuses another; "auto" follows the index (an index without a record: torch) and uses
+    # onnx-int8 for a new one.
     backend: Literal["auto", "onnx-int8", "torch"] = "auto"
     batch_size: int = 64  # torch
     onnx_batch_size: int = 32  # onnx-int8 (texts sorted by token length first)
