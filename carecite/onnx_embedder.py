@@ -36,8 +36,8 @@ class OnnxEmbedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
-        # No busy-waiting between batches: on a shared CPU (the LLM, the chat and other processes) spinning threads
-        # take cores from everything else, and under load they made embedding 20x slower.
+        # No busy-waiting between batches: the CPU is shared (the LLM and the chat run in the same process while the
+        # corpus loads), and spinning threads would take cores from them (not measured here: the machine was busy).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
