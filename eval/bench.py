@@ -249,6 +249,7 @@ def _load() -> float:
 def time_answer(assistant, question: str) -> dict:
     """One question through Assistant.stream: seconds to the first cited text shown (the "quick" event, else
     the first LLM token), to the first LLM token and to the verified answer, with the LLM's token counts."""
+    from assistant.generators import ExtractiveGenerator
     load = _load()
     last_stats = getattr(assistant.generator, "last_stats", lambda: None)
     before = last_stats()  # a new dict per LLM request: the same one after means no request was made
@@ -273,20 +274,20 @@ def time_answer(assistant, question: str) -> dict:
     return {"first_text_s": _r(first_text), "first_text_from": "quick" if first_quick is not None else "token",
             "first_token_s": _r(first_token), "total_s": _r(total), "queued_position": queued,
             "abstained": bool(answer.abstained), "abstain_reason": answer.abstain_reason or "",
-            "final": _final_from(answer, first_token is not None),
+            "final": _final_from(answer, not isinstance(assistant.generator, ExtractiveGenerator)),
             "claims": sum(v.claim for v in answer.sentences),
             "claims_verified": sum(v.claim and v.supported for v in answer.sentences),
             "streamed_text": "".join(streamed), **{k: stats.get(k) for k in ANSWER_STATS}, "load_1m": load}
 
 
-def _final_from(answer, model_wrote: bool) -> str:
+def _final_from(answer, llm: bool) -> str:
     """What the user ends with: "model" (its verified synthesis), "quotes" (the quick answer kept because the
     model's answer was not used or failed), "quotes-only" (no LLM) or "abstained"."""
     if answer.abstained:
         return "abstained"
     if answer.note.startswith("The model's answer"):
         return "quotes"
-    return "model" if model_wrote else "quotes-only"
+    return "model" if llm else "quotes-only"
 
 
 def _r(x: float | None) -> float | None:
