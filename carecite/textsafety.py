@@ -222,7 +222,8 @@ _RULES: list[tuple[str, tuple[frozenset, ...], re.Pattern]] = [
      r"\b(?:to|for)\s+(?:the\s+|any\s+|all\s+|every\s+|each\s+|our\s+)?(?:[\w'-]+\s+)?" + _AI
      + r"[\w-]*(?:\s+[\w-]+)?\s*:"),
     ("addressed to an AI", (_AI_WORDS, "dear hey hello hi attention attn calling"),
-     r"\b(?:dear|hey|hello|hi|attention|attn|calling)\b[ ,:!]*(?:the\s+|all\s+|any\s+|every\s+)?(?:[\w'-]+\s+)?" + _AI),
+     r"\b(?:dear|hey|hello|hi|attention|attn|calling)\b[ ,:!]*(?:the\s+|all\s+|any\s+|every\s+)?(?:[\w']+[\s-]+)?"
+     + _AI),
     ("addressed to an AI", (_AI_WORDS,),
      r"(?:^|[\"'(\[{>]|<!--)[^\w]{0,3}(?:all |any |every |to )?(?:the )?" + _AI + r"(?: (?:assistants?|models?|systems?|agents?|tools?|"
      r"bots?|readers?|reading this|only))?(?: (?:of|on|for|reading) (?:this|the) (?:page|document|text|article|site|"
@@ -295,6 +296,15 @@ _RULES: list[tuple[str, tuple[frozenset, ...], re.Pattern]] = [
      r"scrapers?|indexers?|models?|bots?)(?: that| which| who)? (?:ingests?|reads?|processe?s?|index(?:es)?|"
      r"summari[sz]es?|parses?|consumes?|crawls?|scrapes?|answers? questions (?:from|about|on)) (?:this|these|the "
      r"following|the present)\b"),
+    ("instruction to the answerer", ("respond reply answer", "any every all each"),
+     r"^[^\w]{0,3}(?:please |always )?(?:respond|reply|answer) to (?:any|every|all|each) (?:[\w'-]+ )?(?:questions?|"
+     r"quer(?:y|ies)|requests?|prompts?)\b[^.!?]{0,80}?\bby (?:stating|saying|telling|answering|replying|"
+     r"recommending|claiming|advising)\b"),
+    ("instruction to the answerer", ("binding mandatory obligatory", "responder responders answerer answerers "
+                                     "assistant assistants model models system systems bot bots reader readers"),
+     r"\b(?:binding|mandatory|obligatory) (?:for|on|upon|to) (?:all|any|every|each) (?!first |emergency |medical )"
+     r"(?:[\w'-]+ )?(?:responders?|"
+     r"answerers?|assistants?|models?|systems?|bots?|readers?)\b"),
     ("instruction to the answerer", ("output",),
      r"\b(?:must|should|shall|are required to|is required to|are to|is to|will|need to|needs to) (?:always |now |"
      r"only |simply )?output\b"),
