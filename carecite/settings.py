@@ -36,7 +36,7 @@ class EmbedderSettings(BaseModel):
     # "onnx-int8": the packaged model as an int8 ONNX graph on ONNX Runtime (no torch; cosine >= 0.995 to torch's
     # vectors; `carecite bench` compares their speed); "torch": sentence-transformers. An index records the backend
     # that built it and refuses another; "auto" follows the index (an index without a record: torch) and uses
-    # onnx-int8 for a new one.
+    # torch for a new one (onnx-int8 not yet measured faster on an idle machine).
     backend: Literal["auto", "onnx-int8", "torch"] = "auto"
     batch_size: int = 64  # torch
     onnx_batch_size: int = 32  # onnx-int8 (texts sorted by token length first)
