@@ -143,13 +143,14 @@ def test_interrupted_ingest_resumes_without_redoing_finished_documents(tmp_setti
         with pytest.raises(KeyboardInterrupt):
             Ingestor(index, _FailingEmbedder(embedder, 2), data_mirror=s.paths.data_mirror, show_progress=False,
                      batch_size=64).run(spec)
-        assert 0 < index.count() <= 128
+        stored = index.count()
+        assert 0 < stored <= 128
+        # Chunks are embedded in windows sorted by length, so the crash may leave no document whole.
         whole = sum(1 for d in index.stored_docs().values() if d.content_hash)
-        assert whole >= 1
         resumed = Ingestor(index, embedder, data_mirror=s.paths.data_mirror, show_progress=False).run(spec)
         full = index.count()
-        # Documents stored whole before the crash are not embedded again; the one cut in half is.
-        assert resumed.docs_unchanged == whole and resumed.chunks_written < full
+        # Documents stored whole before the crash are skipped, and no chunk stored before it is embedded again.
+        assert resumed.docs_unchanged == whole and resumed.chunks_written <= full - stored
         assert resumed.docs_unchanged + resumed.docs_changed + resumed.docs_new == 30
         again = Ingestor(index, embedder, data_mirror=s.paths.data_mirror, show_progress=False).run(spec)
         assert again.chunks_written == 0 and index.count() == full
