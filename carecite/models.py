@@ -10,11 +10,11 @@ import importlib
 import importlib.util
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from carecite.query_memo import QueryMemo
 from carecite.settings import Settings
 
 
@@ -176,8 +176,7 @@ class Embedder:
         self.max_seq_length = int(self.model.max_seq_length)
         # The fast tokenizer is not safe to share between threads (the API and app serve several).
         self._lock = threading.Lock()
-        self._recent_queries: OrderedDict = OrderedDict()  # one question is searched by several steps
-        self._recent_lock = threading.Lock()
+        self._queries = QueryMemo()  # one question is searched by several steps
 
     def tokenize(self, text: str) -> list[str]:
         with self._lock:
@@ -196,15 +195,7 @@ class Embedder:
                                      convert_to_numpy=True, show_progress_bar=show_progress).astype("float32")
 
     def embed_query(self, text: str):
-        with self._recent_lock:
-            hit = self._recent_queries.get(text)
-        if hit is None:
-            hit = self.embed([text])[0]
-            with self._recent_lock:
-                self._recent_queries[text] = hit
-                while len(self._recent_queries) > 64:
-                    self._recent_queries.popitem(last=False)
-        return hit.copy()
+        return self._queries.get(text, lambda t: self.embed([t])[0])
 
 
 _embedders: dict[tuple, object] = {}

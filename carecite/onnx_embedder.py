@@ -7,10 +7,11 @@ carecite.models resolves and sha256-checks both files before this class sees the
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+
+from carecite.query_memo import QueryMemo
 
 
 class OnnxEmbedder:
@@ -49,8 +50,7 @@ class OnnxEmbedder:
         names = [o.name for o in outs]
         self._output = "last_hidden_state" if "last_hidden_state" in names else names[0]
         self._lock = threading.Lock()  # one batch at a time: a query waits at most one batch behind an ingest
-        self._recent_queries: OrderedDict = OrderedDict()
-        self._recent_lock = threading.Lock()
+        self._queries = QueryMemo()  # one question is searched by several steps
         dim = next(o.shape[-1] for o in outs if o.name == self._output)
         self.dim = dim if isinstance(dim, int) else int(self._forward(self._encoder.encode_batch(["dim"])).shape[1])
 
@@ -90,12 +90,4 @@ class OnnxEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        with self._recent_lock:
-            hit = self._recent_queries.get(text)
-        if hit is None:
-            hit = self.embed([text])[0]
-            with self._recent_lock:
-                self._recent_queries[text] = hit
-                while len(self._recent_queries) > 64:
-                    self._recent_queries.popitem(last=False)
-        return hit.copy()
+        return self._queries.get(text, lambda t: self.embed([t])[0])
