@@ -19,6 +19,7 @@ from carecite.cli import main
 from carecite.runtime import open_index
 from indexes.types import Filters
 from ingest.pipeline import Ingestor, SourceSpec
+from ingest_helpers import FailingEmbedder  # noqa: E402
 
 SEPSIS_A = "# Sepsis bundle (site A)\n\nGive broad-spectrum antibiotics within one hour of recognising septic shock.\n"
 SEPSIS_B = "# Sepsis bundle (site B)\n\nGive 30 mL/kg of crystalloid for hypotension or a lactate of 4 mmol/L.\n"
@@ -190,21 +191,6 @@ def test_question_bytes_that_are_not_utf8_are_a_clear_error(tmp_path):
         assert r.returncode == 2 and "not valid UTF-8" in err and "Traceback" not in err, (cmd, err[-800:])
 
 
-class _FailingEmbedder:
-    """The real embedder, made to fail after N batches: stands in for a crash or Ctrl-C mid-ingest."""
-
-    def __init__(self, inner, fail_after: int):
-        self.inner, self.fail_after, self.calls = inner, fail_after, 0
-        self.dim, self.count_tokens, self.max_seq_length = inner.dim, inner.count_tokens, inner.max_seq_length
-        self.name, self.backend = inner.name, inner.backend  # the index records the embedder that wrote it
-
-    def embed(self, texts):
-        self.calls += 1
-        if self.calls > self.fail_after:
-            raise KeyboardInterrupt("interrupted")
-        return self.inner.embed(texts)
-
-
 def test_large_document_resumes_where_it_stopped(tmp_settings, embedder, tmp_path):
     """One long file (the 20 MB case in small): after an interruption only its missing chunks are embedded."""
     words = ["insulin", "glucose", "renal", "sepsis", "fluid", "dose", "monitor", "review", "lactate", "oxygen"]
@@ -214,7 +200,7 @@ def test_large_document_resumes_where_it_stopped(tmp_settings, embedder, tmp_pat
     spec = [SourceSpec("manual", path=big.parent)]
     with open_index(tmp_settings, create=True, dim=embedder.dim) as index:
         with pytest.raises(KeyboardInterrupt):
-            _ing(index, _FailingEmbedder(embedder, 2), batch_size=4, max_tokens=64, overlap_tokens=8).run(spec)
+            _ing(index, FailingEmbedder(embedder, 2), batch_size=4, max_tokens=64, overlap_tokens=8).run(spec)
         stored = index.count()
         assert stored == 8
         resumed = _ing(index, embedder, batch_size=4, max_tokens=64, overlap_tokens=8).run(spec)

@@ -9,6 +9,7 @@ import pytest
 from carecite.runtime import open_index, open_searcher
 from indexes.types import Filters
 from ingest.pipeline import Ingestor, SourceSpec
+from ingest_helpers import FailingEmbedder  # noqa: E402
 
 
 def _ingestor(index, embedder, s, **kw):
@@ -121,27 +122,12 @@ def test_small_index_search_with_filters(small_index):
         searcher.index.close()
 
 
-class _FailingEmbedder:
-    """The real embedder, made to fail after N batches: stands in for a crash or Ctrl-C mid-ingest."""
-
-    def __init__(self, inner, fail_after: int):
-        self.inner, self.fail_after, self.calls = inner, fail_after, 0
-        self.dim, self.count_tokens, self.max_seq_length = inner.dim, inner.count_tokens, inner.max_seq_length
-        self.name, self.backend = inner.name, inner.backend  # the index records the embedder that wrote it
-
-    def embed(self, texts):
-        self.calls += 1
-        if self.calls > self.fail_after:
-            raise KeyboardInterrupt("interrupted")
-        return self.inner.embed(texts)
-
-
 def test_interrupted_ingest_resumes_without_redoing_finished_documents(tmp_settings, embedder):
     s = tmp_settings
     spec = [SourceSpec("medquad", limit=30)]
     with open_index(s, create=True, dim=embedder.dim) as index:
         with pytest.raises(KeyboardInterrupt):
-            Ingestor(index, _FailingEmbedder(embedder, 2), data_mirror=s.paths.data_mirror, show_progress=False,
+            Ingestor(index, FailingEmbedder(embedder, 2), data_mirror=s.paths.data_mirror, show_progress=False,
                      batch_size=64).run(spec)
         stored = index.count()
         assert 0 < stored <= 128
