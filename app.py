@@ -4,7 +4,8 @@ On first start it indexes a first slice of the default corpus, opens the UI on l
 background thread (the status line shows the progress; answers say they come from what is indexed so far):
   Chat   streamed answers, [n] citations that open (hover: tooltip, click: the passage), a sources panel,
          unsupported sentences marked, abstentions with the closest passages, follow-ups, filters,
-         "copy answer with references", feedback stored with the answer's audit record.
+         "copy answer with references", feedback stored with the answer's audit record. With a patient chosen
+         (next to the filters, or "Ask about this patient in the chat"), answers are about that patient.
   Cases  browse and search case summaries, read one, find similar cases, ask about it (+ guidelines).
   Patients  pick a de-identified FHIR record by pseudonym: summary, timeline, tracked observations plotted, and
          questions about the patient citing the record [P1, date] and the guidelines [n].
@@ -152,6 +153,8 @@ def answer_html(ans: dict) -> str:
     else:
         sents = []
         for s in ans["sentences"]:
+            if s.get("claim", True) and not s["supported"] and s["text"] not in ans["answer"]:
+                continue  # withheld (answer.drop_unsupported): the note says how many
             body = _link_citations(s["text"], aid, by_n)
             if s.get("claim", True) and not s["supported"]:
                 why = s.get("reason") or "not supported by the cited passages"
@@ -225,8 +228,9 @@ def answer_with_references(ans: dict | None) -> str:
     lines = [ans["answer"].strip(), "", "References:"] if refs else [ans["answer"].strip()]
     for c in refs:
         where = ", ".join(x for x in (c.get("section"), c.get("source")) if x)
-        lines.append(f"[{c['n']}] {c['title']}" + (f" — {where}" if where else "") + (f". {c['url']}" if c.get("url")
-                                                                                    else ""))
+        label = c.get("label") or f"[{c['n']}]"  # a patient record entry: [P1, date]
+        lines.append(f"{label} {c['title']}" + (f" — {where}" if where else "") + (f". {c['url']}" if c.get("url")
+                                                                                  else ""))
     return "\n".join(lines)
 
 
@@ -369,8 +373,10 @@ class CareCiteApp:
                        specialty=list(specialties or []) or None)
 
     # -- chat
-    def chat(self, message: str, chat: list, turns: list, ids: dict, scope: str, sources: list, specialties: list):
-        """Stream one answer into the chat; yields (chat, box, panel, turns, last answer, ids, copy text)."""
+    def chat(self, message: str, chat: list, turns: list, ids: dict, scope: str, sources: list, specialties: list,
+             patient: str | None = None):
+        """Stream one answer into the chat; yields (chat, box, panel, turns, last answer, ids, copy text). With a
+        patient (pseudonym), the answer is about that patient: their record [P1, date] and the guidelines [n]."""
         q = (message or "").strip()
         if not q:
             yield chat, "", gr.skip(), turns, gr.skip(), ids, gr.skip()
@@ -378,7 +384,7 @@ class CareCiteApp:
         chat = [*chat, {"role": "user", "content": q}, {"role": "assistant", "content": draft_html("")}]
         yield chat, "", sources_panel(None), turns, None, ids, ""
         with self._answering():
-            yield from self._chat(q, chat, turns, ids, scope, sources, specialties)
+            yield from self._chat(q, chat, turns, ids, scope, sources, specialties, patient)
 
     def _answering(self):
         """While an answer is made, the background corpus load (if any) waits between batches."""
@@ -392,16 +398,17 @@ class CareCiteApp:
         return (f'<div class="cc-note" id="cc-loading">The index is still loading ({_esc(self.loader.progress_line())}'
                 "): this answer comes from the passages indexed so far.</div>")
 
-    def _chat(self, q: str, chat: list, turns: list, ids: dict, scope: str, sources: list, specialties: list):
+    def _chat(self, q: str, chat: list, turns: list, ids: dict, scope: str, sources: list, specialties: list,
+              patient: str | None = None):
         try:
-            events = self.assistant.stream(q, history=turns, filters=self.filters(scope, sources, specialties))
+            events, as_json = self._answer_events(q, turns, self.filters(scope, sources, specialties), patient)
             draft, quick, status = "", None, "verifying citations…"
             for ev in events:
                 if ev["type"] == "sources":
                     yield chat, "", self.loading_note() + sources_panel(None, ev["sources"]), turns, None, ids, ""
                 elif ev["type"] in ("quick", "queued"):
                     if ev["type"] == "quick":
-                        quick, status = ev["answer"].to_json(), "the full answer is being written…"
+                        quick, status = as_json(ev["answer"]), "the full answer is being written…"
                     else:
                         status = f"the full answer is queued (position {ev['position']})…"
                     chat[-1] = {"role": "assistant", "content": draft_html(draft, quick, status)}
@@ -411,7 +418,7 @@ class CareCiteApp:
                     chat[-1] = {"role": "assistant", "content": draft_html(draft, quick, status)}
                     yield chat, "", gr.skip(), turns, None, ids, ""
                 elif ev["type"] == "answer":
-                    ans = ev["answer"].to_json()
+                    ans = as_json(ev["answer"])
                     chat[-1] = {"role": "assistant", "content": answer_html(ans)}
                     turns = [*turns, {"role": "user", "content": q}, {"role": "assistant", "content": ans["answer"]}]
                     ids = {**ids, str(len(chat) - 1): ans["answer_id"]}
@@ -419,6 +426,13 @@ class CareCiteApp:
         except (AssistantError, FilterError, QueryError) as e:
             chat[-1] = {"role": "assistant", "content": f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>'}
             yield chat, q, sources_panel(None), turns, None, ids, ""
+
+    def _answer_events(self, q: str, history: list | None, filters: Filters, patient: str | None = None):
+        """(Assistant.stream events, answer -> JSON): about one patient (assistant/patients.py) when one is given."""
+        if not patient:
+            return self.assistant.stream(q, history=history, filters=filters), lambda a: a.to_json()
+        from assistant.patients import answer_json, stream_patient
+        return stream_patient(self.assistant, patient, q, history=history, filters=filters), answer_json
 
     def ask(self, question: str, scope: str = "All sources", sources: list[str] | None = None,
             specialties: list[str] | None = None, history: list[dict] | None = None) -> dict:
@@ -518,62 +532,66 @@ class CareCiteApp:
 
     def ask_case(self, doc_id: str | None, question: str):
         """Stream an answer scoped to this case plus the guidelines; yields (answer HTML, sources HTML)."""
-        if not doc_id:
-            yield '<div class="cc-foot">Open a case first.</div>', ""
+        def start():
+            scoped = scoped_assistant(self.assistant, [Filters(doc_id=[doc_id]), Filters(doc_type=CASE_SCOPE)])
+            return scoped.stream(question.strip()), lambda a: a.to_json()
+        yield from self._answer_box(doc_id, question, "case", start)
+
+    def _answer_box(self, target: str | None, question: str, what: str, start):
+        """A tab's answer about one case or patient (`what`), streamed; yields (answer HTML, sources HTML).
+        start() gives (events, answer -> JSON); it runs inside the error handling (an unknown id is shown)."""
+        if not target:
+            yield f'<div class="cc-foot">Choose a {what} first.</div>', ""
             return
         if not (question or "").strip():
-            yield '<div class="cc-foot">Type a question about this case.</div>', gr.skip()
+            yield f'<div class="cc-foot">Type a question about this {what}.</div>', gr.skip()
             return
-        scoped = scoped_assistant(self.assistant, [Filters(doc_id=[doc_id]), Filters(doc_type=CASE_SCOPE)])
         draft = ""
         try:
-            for ev in scoped.stream(question.strip()):
+            events, as_json = start()
+            for ev in events:
                 if ev["type"] == "sources":
                     yield draft_html(""), sources_panel(None, ev["sources"])
                 elif ev["type"] == "token":
                     draft += ev["text"]
                     yield draft_html(draft), gr.skip()
                 elif ev["type"] == "answer":
-                    ans = ev["answer"].to_json()
+                    ans = as_json(ev["answer"])
                     yield answer_html(ans), sources_panel(ans)
         except (AssistantError, FilterError, QueryError) as e:
             yield f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>', ""
 
     # -- patients
     def patient_choices(self):
+        """The pseudonyms, for the Patients tab and for the chat's patient."""
         from assistant.patients import list_patients
-        return gr.update(choices=list_patients(self.index) if self.index.count() else [])
+        ids = list_patients(self.index) if self.index.count() else []
+        return gr.update(choices=ids), gr.update(choices=ids, interactive=bool(ids),
+                                                 info=None if ids else "no patient records in this index")
+
+    @staticmethod
+    def scope_chat(patient_id: str | None):
+        """The chat's patient changed: a new conversation (nothing said about one patient carries over to another
+        or to general questions) and the line saying whom the chat answers about.
+        Returns (chat, turns, last answer, ids, panel, copy text, scope row, scope line)."""
+        line = (f'<div class="cc-note">Answering about patient <b>{_esc(patient_id)}</b>: their record '
+                '[P1, date] and the guidelines [n]. Clear it to ask general questions.</div>') if patient_id else ""
+        return [], [], None, {}, sources_panel(None), "", gr.update(visible=bool(patient_id)), line
 
     def open_patient(self, patient_id: str | None):
         return patient_view(self.index, patient_id)
 
     def ask_patient(self, patient_id: str | None, question: str):
         """Stream an answer about this patient (record [P1, date] and guidelines [n]); yields (answer, sources)."""
-        from assistant.patients import answer_json, stream_patient
-        if not patient_id:
-            yield '<div class="cc-foot">Pick a patient first.</div>', ""
-            return
-        if not (question or "").strip():
-            yield '<div class="cc-foot">Type a question about this patient.</div>', gr.skip()
-            return
-        draft = ""
-        try:
-            for ev in stream_patient(self.assistant, patient_id, question.strip()):
-                if ev["type"] == "sources":
-                    yield draft_html(""), sources_panel(None, ev["sources"])
-                elif ev["type"] == "token":
-                    draft += ev["text"]
-                    yield draft_html(draft), gr.skip()
-                elif ev["type"] == "answer":
-                    ans = answer_json(ev["answer"])
-                    yield answer_html(ans), sources_panel(ans)
-        except (AssistantError, FilterError, QueryError) as e:
-            yield f'<div class="cc-abstain">Could not answer: {_esc(str(e))}</div>', ""
+        yield from self._answer_box(patient_id, question, "patient",
+                                    lambda: self._answer_events(question.strip(), None, Filters(), patient_id))
 
-    def _patients_tab(self) -> gr.Dropdown:
+    def _patients_tab(self) -> tuple[gr.Dropdown, gr.Button]:
+        """The Patients tab; returns (its patient list, the button that asks about the patient in the chat)."""
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 patient = gr.Dropdown([], label="Patient (pseudonym)", value=None, elem_id="cc-patient")
+                to_chat = gr.Button("Ask about this patient in the chat", size="sm", elem_id="cc-patient-to-chat")
                 summary = gr.HTML(patient_view(self.index, None)[0])
                 with gr.Accordion("Timeline", open=True):
                     timeline = gr.HTML(elem_classes=["cc-panel"])
@@ -589,7 +607,7 @@ class CareCiteApp:
         patient.change(self.open_patient, patient, [summary, timeline, plot], api_visibility="private")
         pgo.click(self.ask_patient, [patient, pq], [panswer, psources], api_visibility="private", **ANSWERS)
         pq.submit(self.ask_patient, [patient, pq], [panswer, psources], api_visibility="private", **ANSWERS)
-        return patient
+        return patient, to_chat
 
     # -- index
     def stats_html(self) -> str:
@@ -635,13 +653,13 @@ class CareCiteApp:
             with gr.Row(equal_height=True):
                 gr.Markdown("## CareCite · clinical answers with verified citations")
                 status = gr.Markdown(self.status_md(), elem_id="cc-status")
-            with gr.Tabs():
+            with gr.Tabs() as tabs:
                 with gr.Tab("Chat", id="chat"):
-                    source_filter = self._chat_tab()
+                    source_filter, chat_patient = self._chat_tab()
                 with gr.Tab("Cases", id="cases"):
                     case_list = self._cases_tab()
                 with gr.Tab("Patients", id="patients"):
-                    patient_list = self._patients_tab()
+                    patient_list, to_chat = self._patients_tab()
                 with gr.Tab("Index", id="index"):
                     self._index_tab(status, source_filter)
             gr.api(self.ask, api_name="ask", **ANSWERS)
@@ -649,14 +667,19 @@ class CareCiteApp:
             if self.loader is not None and self.loader.loading:  # first launch: the progress, every 5 s
                 gr.Timer(5).tick(self.status_md, None, status, api_visibility="private")
             demo.load(self.search_cases, case_list[0], case_list[1:], api_visibility="private")  # cases ingested since
-            demo.load(self.patient_choices, None, patient_list, api_visibility="private")
+            demo.load(self.patient_choices, None, [patient_list, chat_patient], api_visibility="private")
+            to_chat.click(lambda p: (p, gr.Tabs(selected="chat")) if p else (gr.skip(), gr.skip()), patient_list,
+                          [chat_patient, tabs], api_visibility="private")
         return demo
 
-    def _chat_tab(self) -> gr.Dropdown:
-        """The chat; returns its source filter (an ingest adds sources to it)."""
+    def _chat_tab(self) -> tuple[gr.Dropdown, gr.Dropdown]:
+        """The chat; returns its source filter (an ingest adds sources to it) and its patient."""
         turns, last, ids = gr.State([]), gr.State(None), gr.State({})
         with gr.Row():
             with gr.Column(scale=3, min_width=420):
+                with gr.Row(visible=False, equal_height=True) as scope_row:
+                    scope_line = gr.HTML(elem_id="cc-chat-scope")
+                    unscope = gr.Button("✕ clear", size="sm", scale=0, min_width=80, elem_id="cc-chat-unscope")
                 chat = gr.Chatbot(label="Conversation", height="58vh", elem_id="cc-chat", latex_delimiters=[],
                                   buttons=[], feedback_options=("Like", "Dislike"),  # no "share" to HF
                                   placeholder="Ask a clinical question. Every sentence cites its passage [n].")
@@ -686,10 +709,12 @@ class CareCiteApp:
                     specialty = gr.Dropdown(specs, multiselect=True, label="Specialty (any)",
                                             info=None if specs else "no specialty metadata in this index",
                                             interactive=bool(specs))
+                    patient = gr.Dropdown([], value=None, label="Patient (answers about one de-identified record)",
+                                          elem_id="cc-chat-patient", info="changing it starts a new conversation")
                 gr.Markdown("**Sources**")
                 panel = gr.HTML(sources_panel(None), elem_id="cc-sources-panel", elem_classes=["cc-panel"])
 
-        ins = [box, chat, turns, ids, scope, sources, specialty]
+        ins = [box, chat, turns, ids, scope, sources, specialty, patient]
         outs = [chat, box, panel, turns, last, ids, copy_box]
         send.click(self.chat, ins, outs, api_name="chat", **ANSWERS)
         box.submit(self.chat, ins, outs, api_visibility="private", **ANSWERS)
@@ -699,7 +724,10 @@ class CareCiteApp:
                        js="(text) => { if (text && navigator.clipboard) navigator.clipboard.writeText(text); }")
         fb_send.click(self.feedback, [last, rating, flags, comment], fb_status, api_visibility="private")
         chat.like(self.like, [ids], fb_status, api_visibility="private")
-        return sources
+        patient.change(self.scope_chat, patient, [chat, turns, last, ids, panel, copy_box, scope_row, scope_line],
+                       api_visibility="private")
+        unscope.click(lambda: None, None, patient, api_visibility="private")
+        return sources, patient
 
     def _cases_tab(self) -> tuple[gr.Textbox, gr.Dropdown, gr.HTML]:
         """The cases tab; returns (search box, case list, results line), filled on each page load."""

@@ -416,6 +416,11 @@ class Assistant:
         kept = [v for v in verdicts if (v.supported or not s.drop_unsupported)
                 and not (not v.claim and NOT_FOUND in v.text)]  # a stray "not found" after an answer
         answer.answer = " ".join(v.text for v in kept)
+        withheld = sum(1 for v in unsupported if v not in kept)
+        if withheld:  # said, never silent: the verdicts (and the audit log) keep the withheld text
+            what = f"{withheld} sentences of the draft were" if withheld > 1 else "1 sentence of the draft was"
+            answer.note = _join_notes(answer.note, f"{what} withheld: the cited passages do not support "
+                                                   f"{'them' if withheld > 1 else 'it'}.")
         return True
 
     def _set_notice(self, answer: Answer) -> None:
@@ -461,3 +466,6 @@ class Assistant:
     def _audit(self, answer: Answer, hits: list[Hit]) -> None:
         self.audit.record_answer(answer, [(h.chunk.id, h.chunk.doc_id, h.score) for h in hits])
 
+
+def _join_notes(*notes: str) -> str:
+    return " ".join(n for n in notes if n)

@@ -32,6 +32,7 @@ REPAIR_MARGIN = 0.1  # re-citing a sentence needs clearly more support than keep
 
 CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
 _LEADING_CITATIONS = re.compile(r"^(?:\s*\[\s*\d[\d\s,;\-–and]*\])+")
+_AFTER_CITATION = re.compile(r"(?<=\][.!?])\s+(?=…)")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _UNITS = {"%": "%", "percent": "%", "mg": "mg", "mcg": "mcg", "µg": "mcg", "μg": "mcg", "g": "g", "kg": "kg",
           "ml": "ml", "l": "l", "iu": "iu", "unit": "unit", "units": "unit", "mmol": "mmol", "mmol/l": "mmol/l",
@@ -77,7 +78,9 @@ def split_sentences(text: str) -> list[str]:
     for line in text.splitlines():
         line = _BULLET.sub("", line).strip()
         for part in re.split(r"\s+-\s+(?=[A-Z])", line):
-            out.extend(s for s in _split_line(part.strip()) if s)
+            for s in _split_line(part.strip()):
+                # quoted runs end with their citation: "… quote [3]. … next quote [1]." is two sentences
+                out.extend(x for x in _AFTER_CITATION.split(s) if x)
     return out
 
 
@@ -91,7 +94,7 @@ def citation_numbers(group: str) -> list[int]:
 
 
 def strip_citations(text: str) -> str:
-    return re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", text)).strip()
+    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", CITATION.sub("", text))).strip()
 
 
 def keep_citations(text: str, keep: set[int]) -> str:
@@ -107,6 +110,8 @@ def parse_answer(text: str) -> list[Claim]:
     claims: list[Claim] = []
     for sent in split_sentences(undatamark(text)):
         lead = _LEADING_CITATIONS.match(sent)
+        if lead and re.match(r"\s*[a-z]", sent[lead.end():]):
+            lead = None  # the citation is the subject ("[2] lists ..."): it belongs to this sentence
         if lead and claims:
             prev = claims[-1]
             for n in (n for g in CITATION.findall(lead.group(0)) for n in citation_numbers(g)):
@@ -361,8 +366,11 @@ class Verifier:
 
 
 def set_citations(text: str, nums: list[int]) -> str:
-    """The sentence with its citation markers replaced by `nums`, placed before the final punctuation."""
+    """The sentence with its citation markers replaced by `nums`, placed before the final punctuation (or kept
+    as the subject: "[2] lists ..." -> "[3] lists ...")."""
     bare = strip_citations(text)
+    if (lead := _LEADING_CITATIONS.match(text)) and re.match(r"\s*[a-z]", text[lead.end():]):
+        return f"{_marks(nums)} {bare}"
     end = len(bare.rstrip(".!;")) if bare.endswith((".", "!", ";")) else len(bare)
     return f"{bare[:end]} {_marks(nums)}{bare[end:]}"
 

@@ -91,7 +91,7 @@ class AnswerSettings(BaseModel):
     min_retrieval_score: float = 0.5
     support_threshold: float = 0.7  # verifier score a cited sentence needs (eval/verification.py calibrates)
     repair_citations: bool = True  # re-cite a sentence to the one passage that clearly supports it (noted)
-    drop_unsupported: bool = False
+    drop_unsupported: bool = True  # a sentence the verifier rejects is withheld (and counted in the note)
     abstain_unsupported_fraction: float = 0.5  # abstain when more than this share of claims fails verification
     max_question_chars: int = 2000
 

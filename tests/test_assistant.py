@@ -183,6 +183,10 @@ def test_drop_unsupported_removes_the_flagged_sentence(indexed):
     assert not ans.abstained and "Metformin" not in ans.answer and "5.7 percent" in ans.answer
     flagged = [v for v in ans.sentences if not v.supported]
     assert len(flagged) == 1 and "Metformin" in flagged[0].text
+    assert "1 sentence of the draft was withheld" in ans.note and "withheld" in ans.to_json()["note"]
+    from app import answer_html
+    html = answer_html(ans.to_json())  # the chat shows what the text shows: not the withheld sentence
+    assert "Metformin" not in html and "5.7 percent" in html and "withheld" in html
 
 
 def test_audit_record_and_feedback(assistant, indexed):

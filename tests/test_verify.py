@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from assistant.verify import (DEFAULT_THRESHOLD, Verifier, is_claim, keep_citations, parse_answer, quantities,
-                             set_citations)
+                             set_citations, split_sentences)
 from eval.metrics import iter_corpus
 
 A1C_ID = "mq-74cccdb33ecc"  # MedQuAD / MedlinePlus "A1C"
@@ -145,3 +145,20 @@ def test_a_partial_answer_says_what_the_passages_do_not_cover_without_it_countin
     for gap in ("The passages do not cover whether it is safe in pregnancy.", "The sources don't address dosing."):
         assert says_not_found(gap) and not is_claim(gap)
     assert is_claim("Metformin lowers blood glucose in type 2 diabetes [1].")
+
+
+def test_a_citation_as_subject_stays_with_its_sentence():
+    """"[2] lists ..." is the model naming its source: moving [2] onto the sentence before would leave a subjectless
+    sentence citing the wrong passage (seen on a real question about muscular dystrophy)."""
+    claims = parse_answer("Steroids are used [1]. [2] lists corticosteroids and antibiotics.")
+    assert [(c.text, c.cited) for c in claims] == [("Steroids are used [1].", [1]),
+                                                   ("[2] lists corticosteroids and antibiotics.", [2])]
+    assert claims[1].claim == "lists corticosteroids and antibiotics."
+    assert set_citations("[2] lists x and y.", [3]) == "[3] lists x and y."
+
+
+def test_quoted_runs_split_after_their_citation():
+    """The quick answer joins quotes with "…"; each run ends with its citation and is verified on its own."""
+    text = "… Heart attacks occur when blood flow stops. … Treat fast … [3]. … Plaque builds up … [1]. It hurts [2]."
+    assert split_sentences(text) == ["… Heart attacks occur when blood flow stops. … Treat fast … [3].",
+                                     "… Plaque builds up … [1].", "It hurts [2]."]
