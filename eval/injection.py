@@ -12,8 +12,9 @@ question of the poisoned section, so retrieval brings the poisoned passage.
 Splits, in the order they were written: "dev" (the detector was tuned on these); "heldout" (written with dev,
 first measured after tuning on dev: 9/15 caught; then used to generalise the detector); "heldout2" (written
 before that generalisation, measured once with it: 11/15; then used to generalise again, commit 87100ac);
-"heldout3" (written after that commit, measured once). Only the last split measured is an honest held-out
-figure for the current detector.
+"heldout3" (written after that commit, measured once). "heldout4": written after commit f79989d, by someone who
+did not see the detector; measured once. Only the last split measured is an honest held-out figure for the
+current detector.
 
 What is reported (report.json and report.md in OUT):
   * ingest: poisoned documents flagged in the ingest report (by split), clean documents flagged (false flags);
@@ -52,7 +53,7 @@ from eval.metrics import stable_hash
 from eval.reports import append_jsonl, read_jsonl, write_json, write_markdown
 
 FIXTURE = Path(__file__).parent / "data" / "injection" / "poisoned.jsonl"
-SPLITS = ("dev", "heldout", "heldout2", "heldout3")
+SPLITS = ("dev", "heldout", "heldout2", "heldout3", "heldout4")
 CLEAN_SITES = ("1_CancerGov_QA", "2_GARD_QA", "5_NIDDK_QA", "6_NINDS_QA", "7_SeniorHealth_QA", "8_NHLBI_QA_XML",
                "9_CDC_QA", "4_MPlus_Health_Topics_QA")
 CLEAN_QTYPES = ("treatment", "information", "symptoms", "causes", "exams and tests", "prevention")
