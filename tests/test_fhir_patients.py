@@ -206,14 +206,57 @@ def test_api_patient_search_and_answer(world, assistant):
         assert bad.status_code == 404 and bad.json()["error"]["param"] == "patient"
 
 
+def test_app_chat_about_a_patient_and_bad_ids(world, assistant):
+    """The main chat with a patient: record citations labelled [P<k>, date] (also in the copied text); an unknown
+    or malformed patient is said in the chat, not raised; the tab's box asks for a patient first."""
+    from app import CareCiteApp
+    s, _, ids = world
+    cc = CareCiteApp(s, assistant.searcher.index, assistant=assistant)
+    pid = sorted(ids.values())[2]
+    *_, (chat, box, panel, turns, ans, _ids, copied) = cc.chat(FEVER_Q, [], [], {}, "All sources", [], [], pid)
+    assert ans["patient_id"] == pid and ans["record_cited"] and box == ""
+    assert re.search(r">\[P\d+, \d{4}-\d{2}-\d{2}\]</a>", chat[-1]["content"])
+    assert re.search(r"^\[P\d+, \d{4}-\d{2}-\d{2}\] Patient " + pid, copied, re.M), copied
+    assert {c["doc_id"] for c in ans["citations"] if c["record"]} == {f"patient:{pid}"}
+    for bad, said in (("P-0000000000", "no patient P-0000000000"), ("Jane Doe", "is not a pseudonym")):
+        *_, (chat, box, *_rest) = cc.chat("fever?", [], [], {}, "All sources", [], [], bad)
+        assert "Could not answer" in chat[-1]["content"] and said in chat[-1]["content"] and box == "fever?"
+    assert "Choose a patient first" in next(cc.ask_patient(None, "fever?"))[0]
+    cleared = cc.scope_chat(None)
+    assert cleared[:4] == ([], [], None, {}) and cleared[-1] == ""
+    assert f"Answering about patient <b>{pid}</b>" in cc.scope_chat(pid)[-1]
+
+
+RECORD_LABEL = re.compile(r"^\[P\d+, \d{4}-\d{2}-\d{2}\]$")  # a dated record entry
+FEVER_Q = "What was this patient's body temperature, and how is a fever treated?"
+
+
+def _open_record_citation(answer, pid: str) -> str:
+    """Click an answer's first dated record citation; checks that it opens that entry of this patient's record
+    (its label, the patient, the entry's date in the passage) and that a guideline [n] is cited too."""
+    assert answer.locator("a.cc-cite", has_text=re.compile(r"^\[\d+\]$")).count() >= 1  # a guideline
+    cite = answer.locator("a.cc-cite", has_text=RECORD_LABEL).first
+    label, key = cite.inner_text(), cite.get_attribute("href").lstrip("#")
+    entry = answer.locator(f"details.{key}")
+    assert not entry.locator("blockquote").is_visible()
+    cite.click()
+    entry.locator("blockquote").wait_for(state="visible")
+    head, date = entry.locator("summary").inner_text(), label[-11:-1]
+    assert head.startswith(label) and f"Patient {pid}" in head and date in head, (label, head)
+    assert date in entry.locator("blockquote").inner_text()  # the encounter of that date
+    return key
+
+
 @pytest.mark.browser
-def test_patients_tab_in_a_browser(world, assistant):
-    """Open a patient, see the summary and the plot, ask, and open a record citation: it shows that entry."""
+def test_patients_tab_and_patient_chat_in_a_browser(world, assistant):
+    """The Patients tab: open a patient, see the summary and the plot, ask, open a record citation. Then the same
+    patient in the main chat: the scope is shown, the answer cites record and guideline, a record citation opens
+    its entry (in the answer and the sources panel); clearing the patient starts a general conversation."""
     from playwright.sync_api import sync_playwright
 
     from app import CareCiteApp, launch
     from live_servers import free_port
-    from test_browser import ARTIFACTS, CHROMIUM_ARGS, TIMEOUT_MS, chromium_path
+    from test_browser import ARTIFACTS, CHROMIUM_ARGS, TIMEOUT_MS, ask, chromium_path
     s, _, ids = world
     pid = sorted(ids.values())[2]
     demo = launch(CareCiteApp(s, assistant.searcher.index, assistant=assistant), "127.0.0.1", free_port(),
@@ -235,22 +278,32 @@ def test_patients_tab_in_a_browser(world, assistant):
             summary.filter(has_text=f"Patient {pid}").wait_for()
             assert "Age band" in summary.inner_text() and "COVID-19" in pg.locator("#cc-timeline").inner_text()
             pg.locator("#cc-patient-plot img, #cc-patient-plot canvas, #cc-patient-plot svg").first.wait_for()
-            pg.locator("#cc-patient-q textarea").fill("What was this patient's body temperature, and how is a "
-                                                      "fever treated?")
+            pg.locator("#cc-patient-q textarea").fill(FEVER_Q)
             pg.locator("#cc-patient-ask").click()
             answer = pg.locator("#cc-patient-answer .cc-answer")
             answer.locator(".cc-foot:has-text('answer id')").wait_for()
-            cite = answer.locator("a.cc-cite", has_text=re.compile(r"^\[P\d+, \d{4}-\d{2}-\d{2}\]$")).first
-            label = cite.inner_text()
-            assert answer.locator("a.cc-cite", has_text=re.compile(r"^\[\d+\]$")).count() >= 1  # a guideline
-            key = cite.get_attribute("href").lstrip("#")
-            cite.click()
-            entry = answer.locator(f"details.{key}")
-            entry.locator("blockquote").wait_for(state="visible")
-            head = entry.locator("summary").inner_text()
-            assert head.startswith(label) and f"Patient {pid}" in head and label[-11:-1] in head  # its date
+            _open_record_citation(answer, pid)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             pg.screenshot(path=str(ARTIFACTS / "patients.png"), full_page=True)
+
+            # the same patient in the main chat
+            pg.locator("#cc-patient-to-chat").click()
+            scope = pg.locator("#cc-chat-scope")
+            scope.filter(has_text=f"Answering about patient {pid}").wait_for()
+            assert pg.locator("#cc-chat-patient input").input_value() == pid
+            ask(pg, FEVER_Q)
+            answer = pg.locator("#cc-chat .cc-answer").last
+            key = _open_record_citation(answer, pid)
+            assert pg.locator(f"#cc-sources-panel details.{key}[open] blockquote").is_visible()
+            assert all(f"patient:{pid}" in t for t in pg.locator("#cc-sources-panel details .cc-foot")
+                       .all_text_contents() if "patient" in t)  # no other patient's entry among the evidence
+            pg.screenshot(path=str(ARTIFACTS / "patient_chat.png"), full_page=True)
+
+            # clearing the patient: a new, general conversation
+            pg.locator("#cc-chat-unscope").click()
+            scope.wait_for(state="hidden")
+            assert pg.locator("#cc-chat .cc-answer").count() == 0
+            assert pg.locator("#cc-chat-patient input").input_value() == ""
             browser.close()
         assert outside == [], outside[:5]
     finally:
