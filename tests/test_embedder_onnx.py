@@ -81,6 +81,16 @@ def _build(s: Settings, embedder, corpus=(("medquad", 3),)) -> int:
         return index.count()
 
 
+def _auto_search(s, query: str) -> str:
+    """Open the index with backend auto, search once (hits required); the backend auto resolved to."""
+    searcher = open_searcher(s)
+    try:
+        assert searcher.search(query)
+        return s.embedder.backend
+    finally:
+        searcher.index.close()
+
+
 def test_index_records_its_embedder_and_refuses_another(tmp_settings, onnx):
     s = tmp_settings
     n = _build(s, onnx)
@@ -88,11 +98,7 @@ def test_index_records_its_embedder_and_refuses_another(tmp_settings, onnx):
         assert index.get_meta()["embedder"] == {"model": "all-MiniLM-L6-v2", "backend": "onnx-int8", "dim": 384}
     # auto follows the index
     s.embedder.backend = "auto"
-    searcher = open_searcher(s)
-    try:
-        assert s.embedder.backend == "onnx-int8" and searcher.search("symptoms of cancer")
-    finally:
-        searcher.index.close()
+    assert _auto_search(s, "symptoms of cancer") == "onnx-int8"
     # torch asked for explicitly: a clear error naming the setting; the index stays closed and unchanged
     s.embedder.backend = "torch"
     with pytest.raises(EmbedderMismatchError, match=r"onnx-int8.*CARECITE_EMBEDDER__BACKEND=onnx-int8"):
@@ -121,11 +127,7 @@ def test_index_without_a_record_is_a_torch_index(tmp_settings, onnx):
     with pytest.raises(EmbedderMismatchError, match=r"without a record.*CARECITE_EMBEDDER__BACKEND=torch"):
         open_searcher(s)
     s.embedder.backend = "auto"
-    searcher = open_searcher(s)
-    try:
-        assert s.embedder.backend == "torch" and searcher.search("cancer treatment")
-    finally:
-        searcher.index.close()
+    assert _auto_search(s, "cancer treatment") == "torch"
     # a new, empty index with auto: the default backend, recorded at the first write
     fresh = Settings.from_name("fast")
     fresh.paths.data_dir = s.paths.data_dir / "fresh"
