@@ -274,10 +274,6 @@ def entry_line(e: dict) -> str:
     if t in ("MedicationRequest", "MedicationStatement"):
         dose = f", dose: {e['dose']}" if e.get("dose") else ""
         return f"Medication {when}: {e['display']}{code} (status {e.get('status') or 'unknown'}{dose})."
-    if t == "Immunization":
-        return f"Immunization {when}: {e['display']}{code}."
-    if t == "Procedure":
-        return f"Procedure {when}: {e['display']}{code}."
     if t == "AllergyIntolerance":
         crit = f", criticality {e['criticality']}" if e.get("criticality") else ""
         return f"Allergy {e['display']}{code}: recorded {when} (status {e.get('status') or 'unknown'}{crit})."
