@@ -34,7 +34,8 @@ from ingest.chunker import chunk_document
 from ingest.documents import OPTIONAL_KEYS, Document, ReaderError, specialties
 from ingest.injection import flag_injections
 from ingest.phi import guard
-from ingest.readers import CORPORA, READER_VERSION, SUPPORTED_SUFFIXES, corpus_files, read_corpus, read_path
+from ingest.readers import (CORPORA, READER_VERSION, SUPPORTED_SUFFIXES, corpus_files, read_corpus, read_fhir_export,
+                            read_path, reading_units)
 from ingest.readers.generic import default_source
 
 DEFAULT_CORPUS = ("medquad", "openstax-nursing", "aci-bench")
@@ -259,11 +260,17 @@ def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
         yield from read_corpus(spec.name, mirror, limit=spec.limit, max_bytes=max_bytes,
                                on_error=lambda e: errors.append((spec.name, str(e))), deid_key=deid_key)
         return
-    for f in sorted(files):
+    for unit in reading_units(files):
+        f = unit[0] if len(unit) == 1 else unit[0].parent  # the NDJSON files of one folder: a FHIR bulk export
         try:
-            doc_id = path_doc_id(f, spec.path, spec.source)
-            for doc in read_path(f, doc_type=spec.doc_type, source=spec.source, doc_id=doc_id, max_bytes=max_bytes,
-                                 deid_key=deid_key):
+            if len(unit) == 1:
+                doc_id = path_doc_id(f, spec.path, spec.source)
+                docs = read_path(f, doc_type=spec.doc_type, source=spec.source, doc_id=doc_id, max_bytes=max_bytes,
+                                 deid_key=deid_key)
+            else:
+                doc_id, docs = None, read_fhir_export(unit, doc_type=spec.doc_type, source=spec.source,
+                                                      max_bytes=max_bytes, deid_key=deid_key)
+            for doc in docs:
                 doc.specialty = spec.specialty or doc.specialty
                 if doc.doc_id == doc_id:  # Markdown, HTML, text, PDF; other formats carry their own ids
                     path_ids[doc_id] = _canon(f)

@@ -18,14 +18,14 @@ from ingest.readers._csv import csv_header
 from ingest.readers._io import DEFAULT_MAX_BYTES, BadLinesError, read_text
 from ingest.readers.aci_bench import read_aci_file
 from ingest.readers.beir import read_beir_file
-from ingest.readers.fhir import KeyArg, read_fhir_file
+from ingest.readers.fhir import KeyArg, read_fhir_file, read_fhir_files
 from ingest.readers.generic import read_html, read_markdown, read_pdf, read_plaintext
 from ingest.readers.medquad import read_medquad_file
 from ingest.readers.mts_dialog import read_mts_file
 from ingest.readers.openstax import read_openstax_file
 from ingest.readers.pubmedqa import read_pubmedqa_file
 
-__all__ = ["READER_VERSION", "read_path", "read_corpus", "corpus_files", "CORPORA", "SUPPORTED_SUFFIXES", "DataMissingError",
+__all__ = ["READER_VERSION", "read_path", "read_fhir_export", "reading_units", "read_corpus", "corpus_files", "CORPORA", "SUPPORTED_SUFFIXES", "DataMissingError",
            "BadLinesError", "ReaderError", "DEFAULT_MAX_BYTES"]
 
 # Bump when readers change what they produce: sources whose files are unchanged are then read again
@@ -60,18 +60,47 @@ def read_path(path: Path | str, *, doc_type: str | None = None, source: str | No
         raise ReaderError(f"{path}: unknown doc_type {doc_type!r}; choose from {', '.join(DOC_TYPES)}")
     suffix = path.suffix.lower()
     if doc_type == "patient" or suffix == ".ndjson":
-        if suffix not in (".json", ".ndjson") or doc_type not in (None, "patient"):
-            raise ReaderError(f"{path}: doc type 'patient' is for FHIR R4 records (.json Bundle or resource, .ndjson) "
-                              f"and FHIR NDJSON is always a patient record; got {suffix or '(none)'} as "
-                              f"{doc_type or 'patient'}")
-        if deid_key is None:
-            raise ReaderError(f"{path}: patient records need the installation's de-identification key")
+        _check_patient(path, suffix, doc_type, deid_key)
         return read_fhir_file(path, max_bytes, key=deid_key, source=source)
     if suffix in _GENERIC:
         return _GENERIC[suffix](path, doc_type=doc_type or "guideline", source=source, doc_id=doc_id,
                                 max_bytes=max_bytes)
     docs = _read_known_format(path, suffix, max_bytes)
     return docs if doc_type is None else _relabel(docs, doc_type, path)
+
+
+def _check_patient(path: Path, suffix: str, doc_type: str | None, deid_key: KeyArg | None) -> None:
+    if suffix not in (".json", ".ndjson") or doc_type not in (None, "patient"):
+        raise ReaderError(f"{path}: doc type 'patient' is for FHIR R4 records (.json Bundle or resource, .ndjson) "
+                          f"and FHIR NDJSON is always a patient record; got {suffix or '(none)'} as "
+                          f"{doc_type or 'patient'}")
+    if deid_key is None:
+        raise ReaderError(f"{path}: patient records need the installation's de-identification key")
+
+
+def reading_units(files: list[Path]) -> list[list[Path]]:
+    """The files in the groups they are read in: one by one, except the NDJSON files of one folder, which are one
+    FHIR bulk export (a file per resource type) and are read together (`read_fhir_export`)."""
+    units: list[list[Path]] = []
+    exports: dict[Path, list[Path]] = {}
+    for f in sorted(files):
+        if f.suffix.lower() != ".ndjson":
+            units.append([f])
+        elif f.parent not in exports:
+            exports[f.parent] = [f]
+            units.append(exports[f.parent])
+        else:
+            exports[f.parent].append(f)
+    return units
+
+
+def read_fhir_export(paths: list[Path], *, doc_type: str | None = None, source: str | None = None,
+                     max_bytes: int = DEFAULT_MAX_BYTES, deid_key: KeyArg | None = None) -> Iterator[Document]:
+    """Patient records of the NDJSON files of one FHIR bulk export, joined across files (Observation.ndjson's
+    entries go to their Patient in Patient.ndjson), de-identified as `read_path` does."""
+    for f in paths:
+        _check_patient(f, f.suffix.lower(), doc_type, deid_key)
+    return read_fhir_files(paths, max_bytes, key=deid_key, source=source)
 
 
 def _relabel(docs: Iterator[Document], doc_type: str, path: Path) -> Iterator[Document]:

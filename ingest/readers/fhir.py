@@ -1,5 +1,6 @@
 """FHIR R4 patient records: a Bundle (batch, transaction, collection, searchset), one resource, or NDJSON (one
-resource per line, as bulk export writes it) -> one de-identified Document per Patient.
+resource per line, as bulk export writes it; the NDJSON files of one export folder are read together,
+`read_fhir_files`) -> one de-identified Document per Patient.
 
 Every resource is validated with the `fhir.resources` R4B models (R4-compatible for these resources) before
 anything is read from it; a bad resource fails the whole file, with a message naming the entry, its resource type
@@ -396,8 +397,21 @@ def _known_identifiers(p) -> list[str]:
 def read_fhir_file(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES, *, key: KeyArg,
                    source: str | None = None) -> Iterator[Document]:
     """One de-identified patient Document per Patient in the file (see the module docstring)."""
-    path = Path(path)
-    resources = load_resources(path, max_bytes)
+    return read_fhir_files([Path(path)], max_bytes, key=key, source=source)
+
+
+def read_fhir_files(paths: list[Path], max_bytes: int = DEFAULT_MAX_BYTES, *, key: KeyArg,
+                    source: str | None = None) -> Iterator[Document]:
+    """One de-identified patient Document per Patient in these files read as one set: a FHIR bulk export writes
+    one NDJSON file per resource type (Patient.ndjson, Observation.ndjson, ...), joined by their references.
+    A bad file or a broken reference fails the whole set (a record without some of its entries is not stored)."""
+    paths = [Path(p) for p in paths]
+    resources: list[tuple[str, str | None, Any]] = []
+    for f in paths:
+        own = load_resources(f, max_bytes)
+        resources += own if len(paths) == 1 else [(f"{f.name} {where}", url, res) for where, url, res in own]
+    what = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} (bulk export of {len(paths)} NDJSON files)"
+    here = "this file" if len(paths) == 1 else "this export"
     secret = key() if callable(key) else key
     # Local keys: fullUrl ("urn:uuid:X") and "Type/id" both name a resource.
     full_urls: dict[str, str] = {}
@@ -410,8 +424,8 @@ def read_fhir_file(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES, *, key:
     patients = {f"Patient/{res.id}" if res.id else where: res for where, _, res in resources
                 if res.get_resource_type() == "Patient"}
     if not patients:
-        raise ReaderError(f"{path}: no Patient resource; a patient record needs one (Bundle.entry with "
-                          "resourceType Patient)")
+        raise ReaderError(f"{what}: no Patient resource; a patient record needs one (Bundle.entry with "
+                          "resourceType Patient, or Patient.ndjson in a bulk export)")
     records = {k: _Record(p, PatientDeid(secret, p.id or k, _known_identifiers(p))) for k, p in patients.items()}
     errors: list[str] = []
     for where, _, res in resources:
@@ -422,7 +436,7 @@ def read_fhir_file(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES, *, key:
         target = _ref_id(getattr(res, field, None), full_urls)
         if target not in records:
             errors.append(f"{where} ({rt}).{field}: " + ("missing" if target is None else
-                                                          "refers to no Patient in this file"))
+                                                          f"refers to no Patient in {here}"))
             continue
         enc = None
         if rt == "Encounter":
@@ -430,11 +444,11 @@ def read_fhir_file(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES, *, key:
         elif getattr(res, "encounter", None) is not None:
             enc = _ref_id(res.encounter, full_urls)
             if enc not in full_urls.values() or not enc.startswith("Encounter/"):
-                errors.append(f"{where} ({rt}).encounter: refers to no Encounter in this file")
+                errors.append(f"{where} ({rt}).encounter: refers to no Encounter in {here}")
                 continue
         records[target].add(rt, res, enc)
     if errors:
         more = f" (and {len(errors) - MAX_ERRORS} more)" if len(errors) > MAX_ERRORS else ""
-        raise ReaderError(f"{path}: broken reference: " + "; ".join(errors[:MAX_ERRORS]) + more)
+        raise ReaderError(f"{what}: broken reference: " + "; ".join(errors[:MAX_ERRORS]) + more)
     for rec in records.values():
         yield build_document(rec, source or "FHIR record")

@@ -1,0 +1,75 @@
+"""Patient sources through the ingest pipeline (real embedder, Qdrant Edge): a FHIR bulk-export folder (one NDJSON
+file per resource type) is joined into one record per patient, equal to the record from the same patient's
+Bundle; a new de-identification key re-ingests every patient source."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from test_fhir_reader import bundles
+
+
+def bulk_export(bundle: dict, folder) -> list[str]:
+    """Write a Bundle as FHIR bulk export does: <ResourceType>.ndjson, one resource a line, references as Type/id
+    (the bundle's urn:uuid fullUrls rewritten). Returns the file names."""
+    text = json.dumps([e["resource"] for e in bundle["entry"]])
+    for e in bundle["entry"]:
+        r = e["resource"]
+        text = text.replace(f'"{e["fullUrl"]}"', f'"{r["resourceType"]}/{r["id"]}"')
+    by_type: dict[str, list[dict]] = {}
+    for r in json.loads(text):
+        by_type.setdefault(r["resourceType"], []).append(r)
+    folder.mkdir(parents=True, exist_ok=True)
+    for rt, resources in by_type.items():
+        (folder / f"{rt}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in resources))
+    return sorted(f"{rt}.ndjson" for rt in by_type)
+
+
+def ingest(data_dir, embedder, *specs):
+    """(report, {chunk id: payload without the ingest unit}) of a fresh index under data_dir (the unit, a file or
+    a folder, is in `corpus` and in the hash of the labels, `meta_hash`)."""
+    from carecite.runtime import open_index
+    from conftest import make_settings
+    from ingest.pipeline import Ingestor
+
+    s = make_settings(data_dir)
+    with open_index(s, create=True, dim=embedder.dim) as index:
+        report = Ingestor.from_settings(index, embedder, s, show_progress=False).run(list(specs))
+        chunks = {c.id: {k: v for k, v in c.payload().items() if k not in ("corpus", "meta_hash")} for c, _ in index.scroll()}
+    return report, chunks
+
+
+def test_a_bulk_export_folder_is_joined_into_the_bundles_record(tmp_path, embedder, data_mirror):
+    from ingest.pipeline import SourceSpec
+
+    f = bundles(data_mirror)[1]
+    bundle = json.loads(f.read_text())
+    names = bulk_export(bundle, tmp_path / "export")
+    assert {"Patient.ndjson", "Observation.ndjson", "Encounter.ndjson"} <= set(names)
+    (tmp_path / "a").mkdir()
+    shutil.copy(f, tmp_path / "a" / "bundle.json")
+    a_report, a = ingest(tmp_path / "a", embedder, SourceSpec("bundle", path=tmp_path / "a" / "bundle.json",
+                                                              doc_type="patient", source="S"))
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "deid.key", tmp_path / "b" / "deid.key")  # one installation: the same pseudonym
+    b_report, b = ingest(tmp_path / "b", embedder, SourceSpec("export", path=tmp_path / "export",
+                                                              doc_type="patient", source="S"))
+    assert not a_report.errors and not b_report.errors, (a_report.errors, b_report.errors)
+    assert a_report.docs_new == b_report.docs_new == 1
+    assert a and a == b  # same chunks, ids, texts, metadata (pseudonym, dates, codes, entries)
+    docs = {p["doc_id"] for p in b.values()}
+    assert len(docs) == 1 and any(p["section"] == "Summary" for p in b.values())
+    assert any("Observation" in p["resource_type"] for p in b.values())  # the observations found their patient
+
+    # a bad file of the export fails the whole export, naming file, line and field; nothing is half-stored
+    obs = (tmp_path / "export" / "Observation.ndjson").read_text().splitlines()
+    broken = json.loads(obs[3])
+    broken["subject"]["reference"] = "Patient/nobody"
+    (tmp_path / "export" / "Observation.ndjson").write_text("\n".join([*obs[:3], json.dumps(broken), *obs[4:]]))
+    report, chunks = ingest(tmp_path / "c", embedder, SourceSpec("export", path=tmp_path / "export",
+                                                                 doc_type="patient"))
+    assert chunks == {} and len(report.errors) == 1
+    where, message = report.errors[0]
+    assert where == str(tmp_path / "export") and "Observation.ndjson line 4 (Observation).subject" in message
