@@ -36,6 +36,7 @@ from ingest.injection import flag_injections
 from ingest.phi import guard
 from ingest.readers import (CORPORA, READER_VERSION, SUPPORTED_SUFFIXES, corpus_files, read_corpus, read_fhir_export,
                             read_path, reading_units)
+from ingest.readers.fhir import read_fhir_file
 from ingest.readers.generic import default_source
 
 DEFAULT_CORPUS = ("medquad", "openstax-nursing", "aci-bench")
@@ -79,6 +80,7 @@ class IngestReport:
     docs_resumed: int = 0  # of the changed: an interrupted ingest had stored part of their chunks already
     chunks_resumed: int = 0  # chunks of those that were already stored (not embedded again)
     docs_not_found: int = 0  # stored documents of these folders not read this time (file gone or failed); kept
+    docs_rekeyed: int = 0  # patient records stored under a previous de-identification key, replaced by this read
     replaced: list[tuple[str, str]] = field(default_factory=list)  # (old id, new id) of one file, old one removed
     taken_over: list[tuple[str, str]] = field(default_factory=list)  # (id, ingest unit it was stored from): replace
     chunks_written: int = 0
@@ -118,6 +120,9 @@ class IngestReport:
             lines += [f"  {i} (was from {unit})" for i, unit in self.taken_over[:10]]
             if len(self.taken_over) > 10:
                 lines.append(f"  ... {len(self.taken_over) - 10} more (see --json)")
+        if self.docs_rekeyed:
+            lines.append(f"{self.docs_rekeyed} patient record(s) pseudonymised under the previous de-identification "
+                         "key (deid.key) removed: the records read now under the new key replace them")
         if self.docs_not_found:
             lines.append(f"{self.docs_not_found} stored document(s) of these folders were not read this time (file "
                          "removed or failed); they stay in the index (--purge removes them)")
@@ -244,6 +249,13 @@ def _canon(path: str | Path | None) -> str:
         return str(path)
 
 
+def _holds_patients(spec: SourceSpec, files: list[Path]) -> bool:
+    """Whether a source is read as patient records (de-identified under the installation's key)."""
+    if spec.path is None:
+        return CORPORA[spec.name].reader is read_fhir_file
+    return spec.doc_type == "patient" or any(f.suffix.lower() == ".ndjson" for f in files)
+
+
 def path_doc_id(f: Path, root: Path, source: str | None) -> str:
     """The id of a user file: "<source>:<folder given>/<path below it>", or "<source>:<file name>" for one file."""
     if root.is_dir():
@@ -317,6 +329,10 @@ class Ingestor:
         from ingest.deid import installation_key
         return installation_key(self.key_dir) if self.key_dir else self._phi_key()
 
+    def _deid_digest(self) -> str:
+        """Names the de-identification key in fingerprints and index metadata (a digest, never the key)."""
+        return hashlib.sha256(b"carecite deid.key:" + self._deid_key()).hexdigest()[:16]
+
     def run(self, specs: list[SourceSpec], purge: bool = False) -> IngestReport:
         t0 = time.perf_counter()
         report = IngestReport(sources=[s.name for s in specs])
@@ -328,6 +344,7 @@ class Ingestor:
                                  getattr(self.embedder, "name", None))
         fingerprints = dict(meta.get("fingerprints", {}))
         known_errors = dict(meta.get("source_errors", {}))  # bad files of unchanged sources, re-reported on skip
+        deid_keys = dict(meta.get("deid_keys", {}))  # patient sources: the key their stored records were made with
         pending: list[tuple[Document, list[Chunk], bool]] = []  # (doc, chunks, replaces a stored version)
         owners: dict[str, str] = {}  # doc id -> ingest unit, for the documents this run keeps
         superseded: list[str] = []  # old ids of files now stored under a new id: removed once those are written
@@ -343,9 +360,12 @@ class Ingestor:
             files, not_read, walk_errors = _corpus_files(spec, self.mirror)
             report.skipped_files += not_read
             report.errors += walk_errors
+            # Patient records are pseudonymised under deid.key: another key makes other records of the same files.
+            deid = self._deid_digest() if files and _holds_patients(spec, files) else ""
             fp = fingerprint(files, extra=f"{spec.doc_type}|{spec.source}|{spec.limit}|{self.phi_policy}|"
                                           f"{self.max_tokens}|{self.overlap_tokens}|{self.max_bytes}|{spec.specialty}|"
-                                          f"{READER_VERSION}|{ID_SCHEME}") if files else ""
+                                          f"{READER_VERSION}|{ID_SCHEME}" + (f"|deid:{deid}" if deid else "")
+                             ) if files else ""
             if fp and fingerprints.get(spec.corpus_key) == fp and not purge:
                 report.skipped_sources.append(spec.name)
                 report.errors += [(f, f"{m} (unchanged since the last ingest)") for f, m in known_errors.get(spec.corpus_key, [])]
@@ -430,6 +450,14 @@ class Ingestor:
                     report.replaced.append((old_id, new_id))
                     superseded.append(old_id)
             left = [d for d in stored if d not in current and d not in seen and d not in superseded]
+            clean = len(report.errors) == n_errors_before
+            if deid and clean and deid_keys.get(spec.corpus_key) not in (None, deid) and left:
+                # the same patients under the previous key's pseudonyms: removed once this read's records are written
+                superseded += left
+                report.docs_rekeyed += len(left)
+                left = []
+            if deid and (clean or spec.corpus_key not in deid_keys):
+                deid_keys[spec.corpus_key] = deid
             if purge and left:
                 self.index.delete_docs(left)
                 report.docs_removed += len(left)
@@ -444,7 +472,7 @@ class Ingestor:
         self._write(pending, report, meta)
         if superseded:  # only now that their replacements are stored
             self.index.delete_docs(superseded)
-        meta = {**self.index.get_meta(), "fingerprints": fingerprints,
+        meta = {**self.index.get_meta(), "fingerprints": fingerprints, "deid_keys": deid_keys,
                 "source_errors": {k: v for k, v in known_errors.items() if v}}
         if report.chunks_written or report.docs_removed or superseded:
             meta["version"] = f"{INDEX_VERSION}.{int(time.time())}"

@@ -73,3 +73,46 @@ def test_a_bulk_export_folder_is_joined_into_the_bundles_record(tmp_path, embedd
     assert chunks == {} and len(report.errors) == 1
     where, message = report.errors[0]
     assert where == str(tmp_path / "export") and "Observation.ndjson line 4 (Observation).subject" in message
+
+
+def test_a_new_deid_key_reingests_patient_sources(tmp_path, embedder, data_mirror):
+    """deid.key is part of a patient source's fingerprint: under a new key the same files are read again, the
+    records get the new key's pseudonyms, and those made under the old key are removed (never left as
+    'unchanged'). Other sources do not depend on the key."""
+    from assistant.patients import list_patients
+    from carecite.runtime import open_index
+    from conftest import make_settings
+    from indexes.types import Filters
+    from ingest.deid import PatientDeid, installation_key
+    from ingest.pipeline import Ingestor, SourceSpec, _holds_patients
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    ids = []
+    for f in bundles(data_mirror)[:2]:
+        shutil.copy(f, folder / f.name)
+        ids += [e["resource"]["id"] for e in json.loads(f.read_text())["entry"]
+                if e["resource"]["resourceType"] == "Patient"]
+    s = make_settings(tmp_path / "data")
+    with open_index(s, create=True, dim=embedder.dim) as index:
+        def ingest_records():
+            return Ingestor.from_settings(index, embedder, s, show_progress=False).run(
+                [SourceSpec("records", path=folder, doc_type="patient")])
+
+        def expected():
+            key = installation_key(s.paths.data_dir)
+            return sorted(PatientDeid(key, i).pseudonym for i in ids)
+
+        first = ingest_records()
+        old = list_patients(index)
+        assert first.docs_new == 2 and old == expected()
+        assert ingest_records().skipped_sources == ["records"]  # same files, same key: nothing to do
+        (s.paths.data_dir / "deid.key").unlink()  # a new key: lost, or replaced on purpose
+        again = ingest_records()
+        assert again.skipped_sources == [] and not again.errors
+        assert again.docs_new == 2 and again.docs_rekeyed == 2 and "previous de-identification key" in again.summary()
+        new = list_patients(index)
+        assert new == expected() and not set(new) & set(old)
+        assert index.count(Filters(patient_id=old)) == 0  # no record left under the old key's pseudonyms
+        assert ingest_records().skipped_sources == ["records"]  # unchanged again under the new key
+    assert _holds_patients(SourceSpec("fhir-synthea"), []) and not _holds_patients(SourceSpec("medquad"), [])
