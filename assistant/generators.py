@@ -369,6 +369,9 @@ LEXICAL_WEIGHT = 0.3
 
 
 MAX_QUOTE_WORDS = 50
+# A "resources" section flattened into one line: "These resources address ...", "MedlinePlus Encyclopedia: X
+# Genetic Testing Registry: Y" (seen quoted as an answer to a real question about another condition).
+_RESOURCE_LIST = re.compile(r"^These resources\b|(?:[A-Z][\w-]*(?: [\w-]+){0,5}: [A-Z][^:]*){2,}")
 _NOT_PROSE = re.compile(r"https?://|www\.|\(source:|\bet al\b|\b[A-Z][a-z]+, [A-Z]\. ?[A-Z]?\.?,|\(\d{4}[a-z]?\)\s*$")
 
 
@@ -396,7 +399,7 @@ def quotable(sentence: str, min_words: int = 5) -> bool:
     flattened table row, reference-list entry or web address."""
     n = len(sentence.split())
     return (min_words <= n <= MAX_QUOTE_WORDS and not sentence.endswith(("?", ":"))
-            and not _NOT_PROSE.search(sentence))
+            and not _NOT_PROSE.search(sentence) and not _RESOURCE_LIST.search(sentence))
 
 
 class ExtractiveGenerator:

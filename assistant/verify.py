@@ -324,9 +324,14 @@ class Verifier:
         verdicts: list[SentenceVerdict] = []
         todo: list[tuple[int, str, list[str]]] = []
         for c in claims:
+            verdict, yes_no = _bare_yes_no(c)
+            if verdict is not None:
+                verdicts.append(verdict)
+                continue
             valid = [n for n in c.cited if 1 <= n <= len(passages)]
             dropped = [n for n in c.cited if n not in valid]
-            note = f"dropped citation to missing passage {', '.join(f'[{n}]' for n in dropped)}" if dropped else ""
+            note = _join(yes_no, f"dropped citation to missing passage {', '.join(f'[{n}]' for n in dropped)}"
+                         if dropped else "")
             text = keep_citations(c.text, set(valid)) if dropped else c.text
             if not is_claim(c.claim):
                 verdicts.append(SentenceVerdict(text, valid, True, 1.0, _join("not a claim", note), claim=False))
@@ -363,6 +368,26 @@ class Verifier:
                 v.text = set_citations(v.text, [n])
                 v.citations, v.supported, v.score = [n], True, round(row[best].score, 4)
                 v.reason = _join(change, f"was: {v.reason}" if v.reason else "")
+
+
+def _bare_yes_no(c: Claim) -> tuple[SentenceVerdict | None, str]:
+    """A yes or no is a verdict on the asker's case that no passage states: a sentence that is only "Yes." is
+    withheld, and "Yes, the rash ..." is checked (and shown) as "The rash ..." (a real question about lupus was
+    answered "Yes, ..." above verified sentences about the rash)."""
+    m = _YES_NO.match(c.claim)
+    if not m:
+        return None, ""
+    rest = c.claim[m.end():].strip()
+    if not rest or not re.search(r"[A-Za-z]", rest):
+        return SentenceVerdict(c.text, c.cited, False, 0.0, "a bare yes or no: no passage can support it"), ""
+    cut = _YES_NO.match(c.text)
+    c.text = c.text[cut.end():].lstrip()
+    c.text, c.claim = c.text[:1].upper() + c.text[1:], rest[:1].upper() + rest[1:]
+    return None, f"removed the leading \u201c{m.group(0).strip(' ,.!;:—–')}\u201d: no passage can support it"
+
+
+# "No treatment exists" is a claim, not an answer "No": the word must be followed by punctuation or stand alone.
+_YES_NO = re.compile(r"^\s*(?:yes|no|yeah|nope|correct|indeed)\s*(?:[,.!;:—–]+\s*|$)", re.I)
 
 
 def set_citations(text: str, nums: list[int]) -> str:

@@ -367,3 +367,8 @@ def test_only_prose_of_reasonable_length_is_quoted():
     assert not quotable("Gozzi-Silva, S. C., Mouradian, F., Teixeira, E., & de Menonca Oliveira, L. (2021)")
     assert not quotable(" ".join(["Myopathy Nasopharyngitis Arthralgia"] * 20))
     assert not quotable("What should I do?") and not quotable("Too short here.")
+    # a GARD "resources" section read as one line was quoted to a real question about another condition
+    assert not quotable("Centers for Disease Control and Prevention: Developmental Screening Fact Sheet Genetic "
+                        "Testing Registry: Partington X-linked mental retardation syndrome")
+    assert not quotable("These resources address the diagnosis or management of Ellis-van Creveld syndrome")
+    assert quotable("Treatment: Most people recover within two weeks of the illness starting.")

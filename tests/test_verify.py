@@ -162,3 +162,16 @@ def test_quoted_runs_split_after_their_citation():
     text = "… Heart attacks occur when blood flow stops. … Treat fast … [3]. … Plaque builds up … [1]. It hurts [2]."
     assert split_sentences(text) == ["… Heart attacks occur when blood flow stops. … Treat fast … [3].",
                                      "… Plaque builds up … [1].", "It hurts [2]."]
+
+
+def test_a_yes_or_no_is_never_shown_as_verified(verifier, passages):
+    """A real question ("does this sound like lupus?") was answered "Yes, the rash ..." above sentences its
+    passage supports: the yes is a verdict on the asker's case that no passage states."""
+    p = [passages[A1C_ID]]
+    verdicts = verifier.verify("Yes. It measures your average blood glucose level over the past 3 months [1].", p)
+    assert verdicts[0].text == "Yes." and verdicts[0].claim and not verdicts[0].supported
+    assert verdicts[1].supported
+    v = one(verifier, "Yes, it measures your average blood glucose level over the past 3 months [1].", p)
+    assert v.supported and v.text.startswith("It measures") and "removed the leading" in v.reason
+    # "No treatment ..." is a claim of its own, never cut to "Treatment ..."
+    assert one(verifier, "No A1C level is below 5.7 percent [1].", p).text == "No A1C level is below 5.7 percent [1]."
