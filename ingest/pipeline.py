@@ -91,10 +91,27 @@ class IngestReport:
     injections: list[dict] = field(default_factory=list)  # documents with instruction-like text (ingest/injection.py)
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    # per file read: {"file", "docs", "chunks" (to embed), "read_s" (parse, de-identify, chunk), "embed_s" (its share
+    # of embedding by chunks)}; a patient file is named by its records' pseudonyms, never by its (patient's) name
+    files: list[dict] = field(default_factory=list)
 
     @property
     def chunks_per_s(self) -> float:
         return self.chunks_written / self.embed_seconds if self.embed_seconds else 0.0
+
+    def file_lines(self, most: int = 12) -> list[str]:
+        """Time per file read (all of them up to `most`, else the slowest and the median)."""
+        if not self.files:
+            return []
+        total = lambda f: f["read_s"] + f.get("embed_s", 0.0)  # noqa: E731
+        rows = sorted(self.files, key=total, reverse=True)
+        out = ["time per file (reading, de-identification and chunking + its share of embedding, by chunks):"]
+        if len(rows) > most:
+            out[0] += (f" {len(rows)} files, median {sorted(map(total, rows))[len(rows) // 2]:.2f} s; the "
+                       f"{most} slowest:")
+        out += [f"  {f['file']}: {total(f):.2f} s ({f['read_s']:.2f} s + {f.get('embed_s', 0.0):.2f} s), "
+                f"{f['docs']} doc(s), {f['chunks']} chunk(s)" for f in (rows if len(rows) <= most else rows[:most])]
+        return out
 
     def summary(self) -> str:
         lines = [f"sources: {', '.join(self.sources) or '-'}"
@@ -104,6 +121,7 @@ class IngestReport:
                                                   if self.docs_relabelled else ""),
                  f"chunks written: {self.chunks_written} ({self.chunks_per_s:.1f} chunks/s embedding+indexing); "
                  f"total {self.seconds:.1f} s"]
+        lines += self.file_lines()
         if self.repeats:
             lines.append(f"{self.repeats} verbatim repeat(s) of a document under the same id: kept once")
         if self.docs_resumed:
@@ -249,6 +267,37 @@ def _canon(path: str | Path | None) -> str:
         return str(path)
 
 
+class _FileTimes:
+    """Times each file of a source as it is read: from its start to the next file's, which includes the chunking of
+    its documents (reading is lazy). Appends IngestReport.files rows."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows, self.row, self.records, self.t0 = rows, None, [], 0.0
+
+    def start(self, path: Path) -> None:
+        self.stop()
+        self.row = {"file": shown(path), "docs": 0, "chunks": 0, "read_s": 0.0}
+        self.records, self.t0 = [], time.perf_counter()
+
+    def doc(self, doc: Document) -> None:
+        if self.row is not None:
+            self.row["docs"] += 1
+            if doc.doc_type == "patient":
+                self.records.append(doc.doc_id)
+
+    def chunks(self, n: int) -> None:
+        if self.row is not None:
+            self.row["chunks"] += n
+
+    def stop(self) -> None:
+        if self.row is not None:
+            self.row["read_s"] = round(time.perf_counter() - self.t0, 3)
+            if self.records:  # a patient file may be named after the patient: named by the pseudonyms instead
+                self.row["file"] = ", ".join(self.records)
+            self.rows.append(self.row)
+            self.row = None
+
+
 def _holds_patients(spec: SourceSpec, files: list[Path]) -> bool:
     """Whether a source is read as patient records (de-identified under the installation's key)."""
     if spec.path is None:
@@ -266,14 +315,18 @@ def path_doc_id(f: Path, root: Path, source: str | None) -> str:
 
 
 def _read(spec: SourceSpec, mirror: Path, files: list[Path], max_bytes: int,
-          errors: list[tuple[str, str]], path_ids: dict[str, str], deid_key=None) -> Iterable[Document]:
-    """Documents of a source; path_ids gets {doc id: file} for each document whose id comes from its file path."""
+          errors: list[tuple[str, str]], path_ids: dict[str, str], deid_key=None,
+          on_file: Callable[[Path], None] = lambda f: None) -> Iterable[Document]:
+    """Documents of a source; path_ids gets {doc id: file} for each document whose id comes from its file path;
+    on_file(path) is called as each file (or bulk-export folder) begins."""
     if spec.path is None:
         yield from read_corpus(spec.name, mirror, limit=spec.limit, max_bytes=max_bytes,
-                               on_error=lambda e: errors.append((spec.name, str(e))), deid_key=deid_key)
+                               on_error=lambda e: errors.append((spec.name, str(e))), deid_key=deid_key,
+                               on_file=on_file)
         return
     for unit in reading_units(files):
         f = unit[0] if len(unit) == 1 else unit[0].parent  # the NDJSON files of one folder: a FHIR bulk export
+        on_file(f)
         try:
             if len(unit) == 1:
                 doc_id = path_doc_id(f, spec.path, spec.source)
@@ -376,8 +429,11 @@ class Ingestor:
             path_ids: dict[str, str] = {}
             fresh: list[tuple[Document, list[Chunk], bool]] = []
             n_errors_before = len(report.errors)
-            docs = _read(spec, self.mirror, files, self.max_bytes, report.errors, path_ids, self._deid_key)
+            timer = _FileTimes(report.files)
+            docs = _read(spec, self.mirror, files, self.max_bytes, report.errors, path_ids, self._deid_key,
+                         on_file=timer.start)
             for doc in tqdm(docs, desc=f"reading {spec.name}", unit="doc", disable=not self.show_progress):
+                timer.doc(doc)
                 if doc.doc_id in seen:
                     if seen[doc.doc_id] == doc.content_hash:  # e.g. a corpus.jsonl row repeated verbatim
                         report.repeats += 1
@@ -414,12 +470,14 @@ class Ingestor:
                 for c in chunks:  # lets a later run see whether an interrupted run stored the whole document
                     c.metadata["doc_chunks"] = len(chunks)
                 todo = self._not_stored(doc, chunks, old, report)
+                timer.chunks(len(todo))
                 flagged = flag_injections(doc, chunks)  # instruction-like text: payload flag + report
                 if flagged:
                     report.injections.append(flagged)
                 fresh.append((doc, todo, changed))
                 if self.on_progress:
                     self.on_progress("reading", len(pending) + len(fresh), 0)
+            timer.stop()
             # An id stored from another ingest unit is a collision: this file is an error, the stored one stays.
             new_ids = [d.doc_id for d, _, changed in fresh if not changed]
             taken = {i: owners[i] for i in new_ids if i in owners}
@@ -470,6 +528,9 @@ class Ingestor:
                 known_errors[spec.corpus_key] = [list(e) for e in report.errors[n_errors_before:]]
 
         self._write(pending, report, meta)
+        for row in report.files:  # embedding runs in batches across files: each file's share, by its chunks
+            row["embed_s"] = round(report.embed_seconds * row["chunks"] / report.chunks_written, 3) \
+                if report.chunks_written else 0.0
         if superseded:  # only now that their replacements are stored
             self.index.delete_docs(superseded)
         meta = {**self.index.get_meta(), "fingerprints": fingerprints, "deid_keys": deid_keys,

@@ -49,8 +49,8 @@ def test_a_bulk_export_folder_is_joined_into_the_bundles_record(tmp_path, embedd
     names = bulk_export(bundle, tmp_path / "export")
     assert {"Patient.ndjson", "Observation.ndjson", "Encounter.ndjson"} <= set(names)
     (tmp_path / "a").mkdir()
-    shutil.copy(f, tmp_path / "a" / "bundle.json")
-    a_report, a = ingest(tmp_path / "a", embedder, SourceSpec("bundle", path=tmp_path / "a" / "bundle.json",
+    shutil.copy(f, tmp_path / "a" / f.name)  # named after the patient, as Synthea names them
+    a_report, a = ingest(tmp_path / "a", embedder, SourceSpec("bundle", path=tmp_path / "a" / f.name,
                                                               doc_type="patient", source="S"))
     (tmp_path / "b").mkdir()
     shutil.copy(tmp_path / "a" / "deid.key", tmp_path / "b" / "deid.key")  # one installation: the same pseudonym
@@ -59,9 +59,16 @@ def test_a_bulk_export_folder_is_joined_into_the_bundles_record(tmp_path, embedd
     assert not a_report.errors and not b_report.errors, (a_report.errors, b_report.errors)
     assert a_report.docs_new == b_report.docs_new == 1
     assert a and a == b  # same chunks, ids, texts, metadata (pseudonym, dates, codes, entries)
-    docs = {p["doc_id"] for p in b.values()}
-    assert len(docs) == 1 and any(p["section"] == "Summary" for p in b.values())
+    (doc_id,) = {p["doc_id"] for p in b.values()}
+    assert any(p["section"] == "Summary" for p in b.values())
     assert any("Observation" in p["resource_type"] for p in b.values())  # the observations found their patient
+    # the time per file: the bundle and the export each one row, named by the pseudonym, never by the file name
+    for report in (a_report, b_report):
+        (row,) = report.files
+        assert row["file"] == doc_id
+        assert row["docs"] == 1 and row["chunks"] == len(b) and row["read_s"] > 0 and row["embed_s"] > 0
+        assert abs(row["embed_s"] - report.embed_seconds) < 0.01  # the only file: all of the embedding
+        assert f.name.split("_")[0] not in report.summary() and row["file"] in report.summary()
 
     # a bad file of the export fails the whole export, naming file, line and field; nothing is half-stored
     obs = (tmp_path / "export" / "Observation.ndjson").read_text().splitlines()

@@ -197,11 +197,12 @@ def corpus_files(name: str, data_mirror: Path | str) -> list[Path]:
 def read_corpus(name: str, data_mirror: Path | str, *, limit: int | None = None,
                 max_bytes: int = DEFAULT_MAX_BYTES,
                 on_error: Callable[[ReaderError], None] | None = None,
-                deid_key: KeyArg | None = None) -> Iterator[Document]:
+                deid_key: KeyArg | None = None,
+                on_file: Callable[[Path], None] | None = None) -> Iterator[Document]:
     """Documents of a named corpus (see CORPORA), at most `limit` of them.
 
     Without `on_error` the first bad file raises; with it, each ReaderError is handed over and reading goes on.
-    Patient corpora (FHIR) need `deid_key`.
+    Patient corpora (FHIR) need `deid_key`. `on_file(path)` is called as each file begins.
     """
     reader = CORPORA[name].reader if name in CORPORA else None
     if reader is read_fhir_file:
@@ -212,6 +213,8 @@ def read_corpus(name: str, data_mirror: Path | str, *, limit: int | None = None,
 
     def docs() -> Iterator[Document]:
         for f in files:
+            if on_file is not None:
+                on_file(f)
             try:
                 yield from reader(f, max_bytes)
             except ReaderError as e:
