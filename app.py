@@ -151,9 +151,12 @@ def answer_html(ans: dict) -> str:
                      f'{" (" + _esc(reason) + ")" if reason else ""}</div>')
         shown = ans["citations"]
     else:
+        if ans.get("patient_id") and ans.get("record_cited") is False:  # patients.label_answer's RECORD_SILENT
+            parts.append('<div class="cc-note" id="cc-record-silent"><b>The record does not say.</b> '
+                         'What follows comes from the guidelines, not from this patient\'s record.</div>')
         sents = []
         for s in ans["sentences"]:
-            if s.get("claim", True) and not s["supported"] and s["text"] not in ans["answer"]:
+            if not s["supported"] and s["text"] not in ans["answer"]:
                 continue  # withheld (answer.drop_unsupported): the note says how many
             body = _link_citations(s["text"], aid, by_n)
             if s.get("claim", True) and not s["supported"]:

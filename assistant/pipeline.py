@@ -43,7 +43,7 @@ from assistant.prompts import NOT_FOUND, answer_messages, says_not_found
 from assistant.question import (SAFETY_LINE, URGENT_WORDS, about_cases, emergency_kind, focus_text, question_parts,
                                 unknown_terms)
 from assistant.types import Answer, Source
-from assistant.verify import Verifier, split_sentences
+from assistant.verify import REMOVED_INSTRUCTION, Verifier, split_sentences
 from carecite.models import get_embedder, get_reranker, model_ids
 from carecite.settings import Settings
 from indexes.types import DOC_TYPES, Filters, Hit
@@ -413,10 +413,10 @@ class Assistant:
         if len(unsupported) / len(claims) > s.abstain_unsupported_fraction:
             answer.abstain_reason = f"{len(unsupported)} of {len(claims)} sentences failed verification"
             return False
-        kept = [v for v in verdicts if (v.supported or not s.drop_unsupported)
+        kept = [v for v in verdicts if (v.supported or not s.drop_unsupported or v.text == REMOVED_INSTRUCTION)
                 and not (not v.claim and NOT_FOUND in v.text)]  # a stray "not found" after an answer
         answer.answer = " ".join(v.text for v in kept)
-        withheld = sum(1 for v in unsupported if v not in kept)
+        withheld = sum(1 for v in unsupported if v not in kept)  # (a bare yes/no is no claim: dropped unsaid)
         if withheld:  # said, never silent: the verdicts (and the audit log) keep the withheld text
             what = f"{withheld} sentences of the draft were" if withheld > 1 else "1 sentence of the draft was"
             answer.note = _join_notes(answer.note, f"{what} withheld: the cited passages do not support "

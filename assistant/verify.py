@@ -378,11 +378,11 @@ def _bare_yes_no(c: Claim) -> tuple[SentenceVerdict | None, str]:
     if not m:
         return None, ""
     rest = c.claim[m.end():].strip()
-    if not rest or not re.search(r"[A-Za-z]", rest):
-        return SentenceVerdict(c.text, c.cited, False, 0.0, "a bare yes or no: no passage can support it"), ""
-    cut = _YES_NO.match(c.text)
-    c.text = c.text[cut.end():].lstrip()
-    c.text, c.claim = c.text[:1].upper() + c.text[1:], rest[:1].upper() + rest[1:]
+    if not rest or not is_claim(rest):  # "Yes." and "Yes, it does.": nothing left to check
+        return SentenceVerdict(c.text, c.cited, False, 0.0, "a bare yes or no: no passage can support it",
+                               claim=False), ""
+    rest = rest[:1].upper() + rest[1:]
+    c.text, c.claim = set_citations(rest, c.cited) if c.cited else rest, rest
     return None, f"removed the leading \u201c{m.group(0).strip(' ,.!;:—–')}\u201d: no passage can support it"
 
 

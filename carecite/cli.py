@@ -196,9 +196,10 @@ def cmd_ask(args) -> int:
     if args.stream:
         print("\n")
     print(("[abstained] " if answer.abstained else "") + answer.answer)
-    flagged = [x for x in answer.sentences if not x.supported]
-    for x in flagged:
-        print(f"  ! unsupported: {x.text} ({x.reason})")
+    if answer.note:
+        print(f"({answer.note})")
+    for x in (x for x in answer.sentences if not x.supported):  # for review: what verification kept out, and why
+        print(f"  ! {'unsupported' if x.text in answer.answer else 'withheld'}: {x.text} ({x.reason})")
     print("\nSources:")
     labels = getattr(answer, "labels", {})  # record entries of a patient answer: [P1, date]
     for src in answer.sources:

@@ -508,7 +508,9 @@ class Ingestor:
                     report.replaced.append((old_id, new_id))
                     superseded.append(old_id)
             left = [d for d in stored if d not in current and d not in seen and d not in superseded]
-            clean = len(report.errors) == n_errors_before
+            # Re-keying deletes the old pseudonyms' records: only after a whole, clean read of the source (no file
+            # left unlisted, unread or beyond --limit), else a patient could lose their record.
+            clean = len(report.errors) == n_errors_before and not walk_errors and not not_read and spec.limit is None
             if deid and clean and deid_keys.get(spec.corpus_key) not in (None, deid) and left:
                 # the same patients under the previous key's pseudonyms: removed once this read's records are written
                 superseded += left
@@ -523,7 +525,8 @@ class Ingestor:
                 report.docs_not_found += len(left)
             # Bad files are content-determined, so an unchanged source can be skipped next time; its errors are kept.
             # A collision depends on other sources: the next run checks again.
-            if fp and not (taken and not spec.replace):
+            rekey_pending = bool(deid) and deid_keys.get(spec.corpus_key) not in (None, deid)
+            if fp and not (taken and not spec.replace) and not rekey_pending:  # else the next run tries again
                 fingerprints[spec.corpus_key] = fp
                 known_errors[spec.corpus_key] = [list(e) for e in report.errors[n_errors_before:]]
 

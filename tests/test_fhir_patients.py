@@ -147,6 +147,10 @@ def test_a_question_the_record_cannot_answer_says_so(world, assistant):
     pid = sorted(world[2].values())[0]
     answer = ask_patient(assistant, pid, "What is this patient's HbA1c?")
     assert answer.answer.startswith(RECORD_SILENT) and not answer.record_cited
+    if not answer.abstained:  # the chat says it too (it renders the verdicts, not answer.answer)
+        from app import answer_html
+        from assistant.patients import answer_json
+        assert RECORD_SILENT in answer_html(answer_json(answer))
 
 
 def test_patient_filter_fails_closed_on_two_patients_with_the_same_conditions(world, assistant, data_mirror):

@@ -169,9 +169,12 @@ def test_a_yes_or_no_is_never_shown_as_verified(verifier, passages):
     passage supports: the yes is a verdict on the asker's case that no passage states."""
     p = [passages[A1C_ID]]
     verdicts = verifier.verify("Yes. It measures your average blood glucose level over the past 3 months [1].", p)
-    assert verdicts[0].text == "Yes." and verdicts[0].claim and not verdicts[0].supported
+    assert verdicts[0].text == "Yes." and not verdicts[0].supported and "bare yes" in verdicts[0].reason
     assert verdicts[1].supported
     v = one(verifier, "Yes, it measures your average blood glucose level over the past 3 months [1].", p)
     assert v.supported and v.text.startswith("It measures") and "removed the leading" in v.reason
+    v = one(verifier, "Yes [1], it measures your average blood glucose level over the past 3 months.", p)
+    assert v.supported and v.text.startswith("It measures") and v.text.endswith("[1].")
+    assert not one(verifier, "Yes, it does.", p).supported  # nothing checkable is left after the yes
     # "No treatment ..." is a claim of its own, never cut to "Treatment ..."
     assert one(verifier, "No A1C level is below 5.7 percent [1].", p).text == "No A1C level is below 5.7 percent [1]."
