@@ -297,29 +297,24 @@ def get_reranker(settings: Settings):
 
 def gguf_path(settings: Settings) -> Path:
     """Path of the local GGUF for the generator: a packaged model (verified) or a user path."""
-    name = settings.generator.local_model
-    if name in GGUF_MODELS:
-        return _packaged_gguf(GGUF_MODELS[name], model_cache_dir(settings), legacy=settings.paths.data_dir)
-    p = Path(name).expanduser()
-    if p.is_file():
-        return p
-    raise ModelMissingError(
-        f"local model {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
+    return _gguf(settings, settings.generator.local_model, "local model")
 
 
 def draft_gguf_path(settings: Settings) -> Path | None:
     """Path of the speculative-decoding draft GGUF (generator.draft_model), None when it is off.
     ModelMissingError / ModelIntegrityError name the package or file, like gguf_path."""
     name = settings.generator.draft_model
-    if not name:
-        return None
+    return _gguf(settings, name, "draft model") if name else None
+
+
+def _gguf(settings: Settings, name: str, what: str) -> Path:
     if name in GGUF_MODELS:
         return _packaged_gguf(GGUF_MODELS[name], model_cache_dir(settings), legacy=settings.paths.data_dir)
     p = Path(name).expanduser()
     if p.is_file():
         return p
     raise ModelMissingError(
-        f"draft model {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
+        f"{what} {name!r} is neither a known packaged model ({', '.join(GGUF_MODELS)}) nor a .gguf file")
 
 
 def model_cache_dir(settings: Settings) -> Path:
